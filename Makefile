@@ -1,0 +1,32 @@
+# Every target that runs code installs first when .venv is missing or stale.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_STEPS ?= 1500
+
+.PHONY: setup test test-fast demo report clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: setup  ## the whole suite, slow end-to-end tests included
+	$(PY) -m pytest tests
+
+test-fast: setup  ## unit tests only
+	$(PY) -m pytest tests -m "not slow"
+
+demo: setup  ## a real small ablation on ring8: baseline and three tricks, two seeds, then the table
+	$(PY) train.py -m 'trick=[],[label_smoothing],[instance_noise],[spectral_norm]' seed=0,1 \
+		trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
+	$(PY) scripts/report.py multirun/demo
+
+report: setup  ## make report DIR=multirun/<date>/<time>
+	$(PY) scripts/report.py $(DIR)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

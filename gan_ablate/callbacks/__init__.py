@@ -1,0 +1,1 @@
+from gan_ablate.callbacks.evaluation import EvaluationCallback  # noqa: F401

@@ -1,0 +1,66 @@
+"""Evaluates the raw and the EMA generator every N iterations and at the end of training."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+
+class eval_mode:
+    """Puts a net in eval mode inside the block and restores its previous mode afterwards."""
+
+    def __init__(self, net: nn.Module):
+        self.net, self.was_training = net, net.training
+
+    def __enter__(self):
+        self.net.eval()
+        return self.net
+
+    def __exit__(self, *exc):
+        self.net.train(self.was_training)
+
+
+class EvaluationCallback(pl.Callback):
+    def __init__(self, evaluator, every: int, sample_dir: Path | None = None,
+                 plot: Callable | None = None):
+        self.evaluator, self.every = evaluator, every
+        self.sample_dir, self.plot = sample_dir, plot
+        self.history: list[dict] = []
+        self.final: dict = {}
+        self._last_iteration = -1
+
+    def evaluate(self, pl_module) -> dict:
+        # fork_rng: evaluation draws nothing from the training stream
+        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
+            result = {}
+            samples = {}
+            for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
+                with eval_mode(net):
+                    samples[name] = self.evaluator.samples(net, pl_module.device)
+                result[name] = self.evaluator.score(samples[name])
+        it = pl_module.iteration
+        self._last_iteration = it
+        self.history.append({"iteration": it, **result})
+        flat = {f"eval/{net}/{k}": float(v) for net, r in result.items() for k, v in r.items()}
+        if pl_module.logger is not None:
+            pl_module.logger.log_metrics(flat, step=it)
+        if self.plot is not None and self.sample_dir is not None:
+            self.sample_dir.mkdir(parents=True, exist_ok=True)
+            path = self.sample_dir / f"samples_{it:07d}.png"
+            self.plot({k: v.cpu() for k, v in samples.items()}, path, title=f"iteration {it}")
+            for logger in pl_module.loggers:
+                if hasattr(logger, "log_image"):
+                    logger.log_image("samples", [str(path)], step=it)
+        return result
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every and pl_module.iteration % self.every == 0:
+            self.evaluate(pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._last_iteration != pl_module.iteration:
+            self.evaluate(pl_module)
+        self.final = {k: v for k, v in self.history[-1].items() if k != "iteration"}

@@ -1,0 +1,221 @@
+"""Typed configuration: one dataclass per config group, registered as the schema of train.yaml.
+
+Hydra merges the YAML files into these dataclasses, so an unknown key or a wrong type fails while the
+config is composed. Value ranges are checked by `validate()`, which builds the dataclass objects
+(running their `__post_init__`) before any training starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed. The message names the key and what is allowed."""
+
+
+def _check_choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _check_range(key: str, value: float, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ConfigError(f"{key}={value} is out of range; it must lie in {left}{lo}, {hi}{right}")
+
+
+DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "image_folder")
+
+
+@dataclass
+class DataConfig:
+    name: str = "ring8"
+    batch_size: int = 256
+    # 2-D mixtures (PacGAN protocol)
+    n_points: int = 100_000
+    std: float = 0.01
+    # images
+    root: Optional[str] = None
+    image_size: int = 28
+    channels: int = 1
+    # seed of the data itself (mixture samples, MNIST shuffle), independent of the training seed
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("data.name", self.name, DATA_NAMES)
+        _check_range("data.batch_size", self.batch_size, 1)
+        _check_range("data.n_points", self.n_points, 1)
+        _check_range("data.std", self.std, 0, low_open=True)
+        _check_range("data.image_size", self.image_size, 4)
+        _check_choice("data.channels", self.channels, (1, 3))
+        if self.name == "image_folder" and not self.root:
+            raise ConfigError("data.root is required with data=image_folder (a folder of images)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    z_dim: int = 2
+    activation: str = "leaky_relu"
+    # mlp
+    g_hidden: int = 128
+    d_hidden: int = 128
+    g_layers: int = 3
+    d_layers: int = 3
+    # dcgan: channels of the widest layer next to the image
+    g_channels: int = 64
+    d_channels: int = 64
+    batch_norm_g: bool = True
+    batch_norm_d: bool = True
+    bn_momentum: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_choice("model.name", self.name, ("mlp", "dcgan"))
+        _check_choice("model.activation", self.activation, ("leaky_relu", "relu"))
+        for key in ("z_dim", "g_hidden", "d_hidden", "g_layers", "d_layers", "g_channels", "d_channels"):
+            _check_range(f"model.{key}", getattr(self, key), 1)
+        _check_range("model.bn_momentum", self.bn_momentum, 0, 1)
+
+
+LOSS_NAMES = ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan")
+
+
+@dataclass
+class LossConfig:
+    name: str = "non_saturating"
+    clip: float = 0.01          # wgan: weights clipped to [-clip, clip] after each D step
+    gp_weight: float = 10.0     # wgan_gp: lambda
+
+    def __post_init__(self) -> None:
+        _check_choice("loss.name", self.name, LOSS_NAMES)
+        _check_range("loss.clip", self.clip, 0, low_open=True)
+        _check_range("loss.gp_weight", self.gp_weight, 0)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    momentum: float = 0.0       # sgd
+    weight_decay: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    g: OptimizerConfig = field(default_factory=OptimizerConfig)
+    d: OptimizerConfig = field(default_factory=OptimizerConfig)
+    n_critic: int = 1           # D updates per iteration
+    g_steps: int = 1            # G updates per iteration
+
+    def __post_init__(self) -> None:
+        for net in ("g", "d"):
+            opt: OptimizerConfig = getattr(self, net)
+            _check_choice(f"optim.{net}.name", opt.name, ("adam", "sgd", "rmsprop"))
+            _check_range(f"optim.{net}.lr", opt.lr, 0, low_open=True)
+            if len(opt.betas) != 2:
+                raise ConfigError(f"optim.{net}.betas={opt.betas} must have two values")
+            for b in opt.betas:
+                _check_range(f"optim.{net}.betas", b, 0, 1, high_open=True)
+            _check_range(f"optim.{net}.momentum", opt.momentum, 0, 1, high_open=True)
+            _check_range(f"optim.{net}.weight_decay", opt.weight_decay, 0)
+        _check_range("optim.n_critic", self.n_critic, 1)
+        _check_range("optim.g_steps", self.g_steps, 1)
+
+
+@dataclass
+class EmaConfig:
+    decay: float = 0.999
+    every: int = 1              # update every k iterations
+    start: int = 0              # first iteration that updates the average
+
+    def __post_init__(self) -> None:
+        _check_range("ema.decay", self.decay, 0, 1, high_open=True)
+        _check_range("ema.every", self.every, 1)
+        _check_range("ema.start", self.start, 0)
+
+
+@dataclass
+class MonitorConfig:
+    grad_norm_every: int = 50   # 0 turns gradient-norm logging off
+    grad_norm_per_layer: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("monitor.grad_norm_every", self.grad_norm_every, 0)
+
+
+@dataclass
+class MetricsConfig:
+    every: int = 500            # evaluate raw and EMA G every N iterations (0: only at the end)
+    n_samples: int = 2500       # PacGAN protocol
+    hq_sigmas: float = 3.0      # a sample is high quality within this many std of its nearest mode
+
+    def __post_init__(self) -> None:
+        _check_range("metrics.every", self.every, 0)
+        _check_range("metrics.n_samples", self.n_samples, 1)
+        _check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    csv: bool = True
+    project: str = "gan-ablate"
+    entity: Optional[str] = None
+    # None: online when W&B credentials are set up, offline otherwise. Or "online" / "offline".
+    mode: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_choice("logger.mode", self.mode, (None, "online", "offline"))
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 3000       # training iterations (each: n_critic D updates, g_steps G updates)
+    accelerator: str = "auto"
+    devices: Any = 1
+    precision: str = "32-true"
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        _check_range("trainer.max_steps", self.max_steps, 1)
+        _check_range("trainer.log_every_n_steps", self.log_every_n_steps, 1)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # trick name -> its parameters; the keys, in order, are the active tricks
+    trick: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_range("seed", self.seed, 0)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Range-check the whole config; raises ConfigError naming the first bad key."""
+    return OmegaConf.to_object(cfg)  # builds the dataclasses, which run their checks

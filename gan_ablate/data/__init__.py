@@ -1,0 +1,19 @@
+"""LightningDataModules for every data set; `build_datamodule` picks one from data.name."""
+from __future__ import annotations
+
+from gan_ablate.config import DataConfig
+from gan_ablate.data.base import TensorDataModule
+from gan_ablate.data.images import DigitsDataModule, ImageFolderDataModule, MnistDataModule
+from gan_ablate.data.toy import MixtureDataModule
+
+DATAMODULES: dict[str, type[TensorDataModule]] = {
+    "ring8": MixtureDataModule,
+    "grid25": MixtureDataModule,
+    "digits": DigitsDataModule,
+    "mnist": MnistDataModule,
+    "image_folder": ImageFolderDataModule,
+}
+
+
+def build_datamodule(cfg: DataConfig, max_steps: int) -> TensorDataModule:
+    return DATAMODULES[cfg.name](cfg, max_steps)

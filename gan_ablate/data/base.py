@@ -1,0 +1,55 @@
+"""Data held as one tensor: the training step slices it with indices drawn from (seed, iteration).
+
+No per-sample loader work happens during training. Lightning's loop still wants a dataloader: it
+yields iteration numbers only, so Lightning knows the run's length and shows a progress bar.
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gan_ablate.config import DataConfig
+
+
+class IterationNumbers(Dataset):
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop = start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, i: int) -> int:
+        return self.start + i
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Subclasses implement `load()` -> (data, labels or None), data already scaled for training."""
+
+    def __init__(self, cfg: DataConfig, max_steps: int):
+        super().__init__()
+        self.cfg = cfg
+        self.max_steps = max_steps
+        self.first_iteration = 0
+        self.data: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def prepare(self) -> "TensorDataModule":
+        """Load eagerly, so a bad path fails before the Trainer starts."""
+        if self.data is None:
+            self.data, self.labels = self.load()
+        return self
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.prepare().data.shape[1:])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(IterationNumbers(self.first_iteration, self.max_steps), batch_size=None,
+                          shuffle=False, num_workers=0)

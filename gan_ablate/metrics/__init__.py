@@ -1,0 +1,1 @@
+"""Sample-quality metrics. Every evaluator names what it measures with, in `extractor`."""

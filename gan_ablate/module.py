@@ -1,0 +1,165 @@
+"""GANModule: the G/D training step with manual optimisation.
+
+One iteration = n_critic discriminator updates, then g_steps generator updates, then the EMA update.
+Tricks act only through the hook chain (gan_ablate/tricks/base.py); this file names none of them.
+Everything random in an iteration (real batch, z, trick noise, dropout) is drawn after seeding torch
+from (seed, iteration), so a resumed run continues exactly, and evaluation cannot shift the stream.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from gan_ablate.config import OptimizerConfig, TrainConfig
+from gan_ablate.losses import build_loss
+from gan_ablate.nets import build_nets
+from gan_ablate.tricks import HookChain, StepContext, build_tricks
+
+_MASK64 = (1 << 64) - 1
+
+
+def step_seed(seed: int, iteration: int, stream: int = 0) -> int:
+    """A well-mixed 63-bit seed for (seed, iteration, stream) (splitmix64 finaliser)."""
+    x = (seed * 0x9E3779B97F4A7C15 + iteration * 0xBF58476D1CE4E5B9 + stream * 0x94D049BB133111EB) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (x ^ (x >> 31)) >> 1
+
+
+def grad_norms(named_params: Iterable[tuple[str, nn.Parameter]], prefix: str,
+               per_layer: bool) -> dict[str, torch.Tensor]:
+    """Total L2 norm of the gradients (the figure clip_grad_norm_ computes), and per layer if asked.
+
+    torch.nn.utils.get_total_norm uses fused per-device kernels and returns a tensor: no host sync.
+    """
+    named = [(n, p.grad) for n, p in named_params if p.grad is not None]
+    if not named:
+        return {}
+    out = {f"grad_norm/{prefix}": torch.nn.utils.get_total_norm([g for _, g in named])}
+    if per_layer:
+        layers: dict[str, list[torch.Tensor]] = {}
+        for name, g in named:
+            layer = name.split(".parametrizations.")[0] if ".parametrizations." in name else name.rsplit(".", 1)[0]
+            layers.setdefault(layer, []).append(g)
+        for layer, grads in layers.items():
+            out[f"grad_norm/{prefix}/{layer}"] = torch.nn.utils.get_total_norm(grads)
+    return out
+
+
+def build_optimizer(cfg: OptimizerConfig, params) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class GANModule(pl.LightningModule):
+    def __init__(self, cfg: TrainConfig, sample_shape: tuple[int, ...]):
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        self.G, self.D = build_nets(cfg.model, sample_shape)
+        self.loss = build_loss(cfg.loss)
+        self.tricks = build_tricks(cfg.trick)
+        self.hooks = HookChain([self.loss, *self.tricks])
+        self.hooks.setup(self)  # before the EMA copy and the optimisers see the nets
+        self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
+        self.G_ema.requires_grad_(False)
+        self.iteration = 0
+        self.latest_scalars: dict[str, float] = {}
+        self.real_data: torch.Tensor | None = None
+
+    # -- sampling --------------------------------------------------------------------------------
+    def sample_z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.z_dim, device=self.device)
+
+    def real_batch(self) -> torch.Tensor:
+        idx = torch.randint(self.real_data.shape[0], (self.cfg.data.batch_size,), device=self.real_data.device)
+        return self.real_data[idx]
+
+    def ema_generator(self) -> nn.Module:
+        return self.G_ema.module
+
+    # -- Lightning hooks ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        return (build_optimizer(self.cfg.optim.g, self.G.parameters()),
+                build_optimizer(self.cfg.optim.d, self.D.parameters()))
+
+    def on_fit_start(self) -> None:
+        self.real_data = self.trainer.datamodule.data.to(self.device)
+
+    def training_step(self, batch, batch_idx):
+        it = self.iteration
+        torch.manual_seed(step_seed(self.cfg.seed, it))
+        ctx = StepContext(iteration=it, max_steps=self.cfg.trainer.max_steps)
+        opt_g, opt_d = self.optimizers()
+        every = self.cfg.monitor.grad_norm_every
+        measure = every > 0 and it % every == 0
+        logs: dict[str, torch.Tensor] = {}
+
+        for k in range(self.cfg.optim.n_critic):
+            d_loss = self.discriminator_step(opt_d, ctx, logs if measure and k == 0 else None)
+        for k in range(self.cfg.optim.g_steps):
+            g_loss = self.generator_step(opt_g, ctx, logs if measure and k == 0 else None)
+        self.update_ema(it)
+        self.iteration = it + 1
+
+        if it % self.cfg.trainer.log_every_n_steps == 0:
+            logs.update({"loss/d": d_loss.detach(), "loss/g": g_loss.detach()})
+            self.log_scalars(logs, it)
+
+    def log_scalars(self, metrics: dict[str, torch.Tensor], step: int) -> None:
+        """Send to every logger with one host sync for all values (not one per value)."""
+        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()
+        scalars = dict(zip(metrics, values))
+        for logger in self.loggers:
+            logger.log_metrics(scalars, step=step)
+        self.latest_scalars = scalars
+
+    def discriminator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
+        real = self.real_batch()
+        with torch.no_grad():
+            fake = self.G(self.sample_z(real.shape[0]))
+        # real and fake go through D as separate batches (ganhacks #4)
+        real_logits = self.D(self.hooks.d_input(real, ctx))
+        fake_logits = self.D(self.hooks.d_input(fake, ctx))
+        real_t, fake_t = self.hooks.d_targets(torch.ones_like(real_logits), torch.zeros_like(fake_logits), ctx)
+        loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t) + self.hooks.d_penalty(self, real, fake, ctx)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if logs is not None:
+            logs.update(grad_norms(self.D.named_parameters(), "d", self.cfg.monitor.grad_norm_per_layer))
+        opt.step()
+        self.hooks.after_d_step(self, ctx)
+        return loss
+
+    def generator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
+        fake = self.G(self.sample_z(self.cfg.data.batch_size))
+        fake_logits = self.D(self.hooks.d_input(fake, ctx))
+        loss = self.loss.g_loss(fake_logits) + self.hooks.g_penalty(self, fake, ctx)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if logs is not None:
+            logs.update(grad_norms(self.G.named_parameters(), "g", self.cfg.monitor.grad_norm_per_layer))
+        opt.step()
+        self.hooks.after_g_step(self, ctx)
+        return loss
+
+    def update_ema(self, it: int) -> None:
+        ema = self.cfg.ema
+        if it >= ema.start and (it - ema.start) % ema.every == 0:
+            self.G_ema.update_parameters(self.G)
+
+    # -- checkpoint state that is not in the nets --------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("gan_ablate", {})
+        self.iteration = state.get("iteration", 0)
+        self.hooks.load_state_dict(state.get("tricks", {}))

@@ -1,0 +1,43 @@
+"""result.json: one small record per run, the data every report reads (DESIGN.md property 4)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+STATUSES = ("running", "ok", "diverged", "skipped", "failed")
+
+
+class RunRecord:
+    def __init__(self, run_dir: Path, **fields: Any):
+        self.path = Path(run_dir) / RESULT_FILE
+        self.data: dict[str, Any] = dict(fields)
+
+    def update(self, **fields: Any) -> "RunRecord":
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"status {fields['status']!r} is not one of {STATUSES}")
+        self.data.update(fields)
+        self.write()
+        return self
+
+    def write(self) -> None:
+        """Atomically: a reader sees the old record or the new one, never half of one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".result.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f, indent=2, default=str)
+        os.replace(tmp, self.path)
+
+
+def load_records(root: Path) -> list[dict]:
+    """Every result.json below `root` (a sweep folder or a single run folder)."""
+    records = []
+    for path in sorted(Path(root).rglob(RESULT_FILE)):
+        with open(path) as f:
+            rec = json.load(f)
+        rec["run_dir"] = str(path.parent)
+        records.append(rec)
+    return records

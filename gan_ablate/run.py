@@ -1,0 +1,147 @@
+"""One training run: data, module, loggers, evaluation and the result record, from a validated config."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from netrc import netrc
+from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+from gan_ablate.callbacks import EvaluationCallback
+from gan_ablate.config import ConfigError, TrainConfig, validate
+from gan_ablate.data import build_datamodule
+from gan_ablate.data.toy import MixtureDataModule
+from gan_ablate.metrics.modes import ModeEvaluator
+from gan_ablate.metrics.samples import ImageSampler
+from gan_ablate.module import GANModule
+from gan_ablate.plots import plot_images, plot_points
+from gan_ablate.record import RunRecord
+from gan_ablate.tricks import build_tricks
+
+log = logging.getLogger("gan_ablate")
+
+# Lightning's advice for map-style loaders does not apply: the data lives in one tensor already.
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+@dataclass
+class SweepInfo:
+    """Where a run sits in a sweep; None fields for a single run."""
+    group: Optional[str] = None
+    job_num: Optional[int] = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_name(tricks: list[str], seed: int) -> str:
+    return f"{'+'.join(tricks) or 'baseline'}-s{seed}"
+
+
+def wandb_mode(configured: Optional[str]) -> str:
+    """Offline unless the user asked otherwise or has W&B credentials set up."""
+    if configured:
+        return configured
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except Exception:  # no ~/.netrc, or one netrc cannot parse
+        pass
+    return "offline"
+
+
+def check_config(cfg: DictConfig) -> TrainConfig:
+    """Everything that can be refused before training: values, trick names, parameters, conflicts."""
+    settings = validate(cfg)
+    build_tricks(settings.trick)
+    return settings
+
+
+def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepInfo, resolved: dict):
+    loggers = []
+    if settings.logger.csv:
+        loggers.append(pl.loggers.CSVLogger(save_dir=str(run_dir), name="", version="csv"))
+    if settings.logger.wandb:
+        os.environ.setdefault("WANDB_SILENT", "true")
+        tricks = list(settings.trick)
+        loggers.append(pl.loggers.WandbLogger(
+            project=settings.logger.project, entity=settings.logger.entity, name=name,
+            group=sweep.group, tags=tricks or ["baseline"], save_dir=str(run_dir),
+            mode=wandb_mode(settings.logger.mode), config=resolved, reinit=True,
+        ))
+    return loggers
+
+
+def build_evaluation(settings: TrainConfig, dm, run_dir: Path) -> EvaluationCallback:
+    m = settings.metrics
+    if isinstance(dm, MixtureDataModule):
+        modes = dm.modes()
+        evaluator = ModeEvaluator(modes, settings.data.std, m.n_samples, settings.model.z_dim,
+                                  seed=settings.seed, hq_sigmas=m.hq_sigmas)
+        plot = lambda s, p, title: plot_points(s, p, title, modes=modes)  # noqa: E731
+    else:
+        evaluator = ImageSampler(64, settings.model.z_dim, seed=settings.seed)
+        plot = plot_images
+    return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot)
+
+
+def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> RunRecord:
+    """Train one run and write its result.json. Config errors raise ConfigError before anything
+    is written; failures during training are recorded (status failed) and re-raised."""
+    sweep = sweep or SweepInfo()
+    settings = check_config(cfg)
+    run_dir = Path(run_dir)
+    tricks = list(settings.trick)
+    name = run_name(tricks, settings.seed)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+
+    dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
+
+    record = RunRecord(run_dir, name=name, tricks=tricks, seed=settings.seed, data=settings.data.name,
+                       loss=settings.loss.name, sweep=sweep.group, job_num=sweep.job_num, **sweep.extra,
+                       config=resolved, status="running", metrics={}, history=[])
+    record.write()
+    start = time.time()
+    loggers = []
+    try:
+        pl.seed_everything(settings.seed, workers=True, verbose=False)
+        module = GANModule(settings, dm.sample_shape)
+        evaluation = build_evaluation(settings, dm, run_dir)
+        record.update(extractor=evaluation.evaluator.extractor)
+        loggers = build_loggers(settings, run_dir, name, sweep, resolved)
+        t = settings.trainer
+        trainer = pl.Trainer(
+            max_epochs=1, max_steps=-1, accelerator=t.accelerator, devices=t.devices, precision=t.precision,
+            logger=loggers or False, log_every_n_steps=1, enable_checkpointing=False,
+            enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
+            callbacks=[evaluation] + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)]
+                                     if t.enable_progress_bar else []),
+            default_root_dir=str(run_dir), num_sanity_val_steps=0,
+        )
+        trainer.fit(module, datamodule=dm)
+        record.update(status="ok", metrics=evaluation.final, history=evaluation.history,
+                      iterations=module.iteration, wall_time_s=round(time.time() - start, 3))
+        log.info("%s: %s", name, evaluation.final)
+        return record
+    except BaseException as e:
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_time_s=round(time.time() - start, 3))
+        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        raise
+    finally:
+        _finish_wandb(loggers)
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    for logger in loggers:
+        if isinstance(logger, pl.loggers.WandbLogger):
+            logger.experiment.finish()

@@ -1,0 +1,160 @@
+"""The Trick interface, the registry, and the hook chain the training step calls.
+
+A trick is one class: it declares its parameters (a dataclass), the tricks it cannot run with, and
+overrides only the hooks it needs. GANModule calls every hook at a fixed point of the G/D step; the
+active tricks (and the loss, which uses the same hooks) compose in list order.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gan_ablate.config import ConfigError
+
+if TYPE_CHECKING:
+    from gan_ablate.module import GANModule
+
+
+@dataclass
+class StepContext:
+    """Where the training stream is: tricks read the iteration (schedules) from here."""
+    iteration: int
+    max_steps: int
+
+
+class Trick:
+    name: ClassVar[str] = ""
+    conflicts: ClassVar[tuple[str, ...]] = ()
+
+    @dataclass
+    class Params:
+        pass
+
+    def __init__(self, params: Any = None):
+        self.params = params if params is not None else self.Params()
+
+    # -- hooks, in the order the training step calls them ------------------------------------
+    def setup(self, gan: "GANModule") -> None:
+        """Once, before the optimisers exist: wrap or re-initialise the nets."""
+
+    def d_input(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """Every tensor that enters D (real and fake, in D and G updates)."""
+        return x
+
+    def d_targets(self, real_t: torch.Tensor, fake_t: torch.Tensor, ctx: StepContext):
+        """D's targets for the real and the fake batch (ones and zeros by default)."""
+        return real_t, fake_t
+
+    def d_penalty(self, gan: "GANModule", real: torch.Tensor, fake: torch.Tensor, ctx: StepContext):
+        """A term added to D's loss."""
+        return 0.0
+
+    def g_penalty(self, gan: "GANModule", fake: torch.Tensor, ctx: StepContext):
+        """A term added to G's loss."""
+        return 0.0
+
+    def after_d_step(self, gan: "GANModule", ctx: StepContext) -> None:
+        """After each D optimiser step."""
+
+    def after_g_step(self, gan: "GANModule", ctx: StepContext) -> None:
+        """After each G optimiser step."""
+
+    # -- resumable state (replay buffers, schedules) -------------------------------------------
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+TRICKS: dict[str, type[Trick]] = {}
+
+
+def register(cls: type[Trick]) -> type[Trick]:
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} needs a `name`")
+    TRICKS[cls.name] = cls
+    return cls
+
+
+def parse_params(cls: type[Trick], raw: Any, key: str):
+    """Merge the YAML/CLI values for one trick into its Params dataclass; errors name the key."""
+    allowed = [f.name for f in dataclasses.fields(cls.Params)]
+    raw = raw if raw is not None else {}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls.Params), raw)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        bad = getattr(e, "full_key", None) or "?"
+        raise ConfigError(f"{key}.{bad}: {e.msg.splitlines()[0]} (keys of {key}: "
+                          f"{', '.join(allowed) or 'none'})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{key}.{e}") from None
+
+
+def build_tricks(trick_cfg: dict[str, Any]) -> list[Trick]:
+    """Instantiate the active tricks in order, refusing unknown names and declared conflicts."""
+    from gan_ablate import tricks as _  # noqa: F401  (importing the package registers every trick)
+
+    names = list(trick_cfg)
+    for name in names:
+        if name not in TRICKS:
+            raise ConfigError(f"trick={name!r} is not a known trick; available: {', '.join(sorted(TRICKS))}")
+    check_conflicts(names)
+    return [TRICKS[n](parse_params(TRICKS[n], trick_cfg[n], f"trick.{n}")) for n in names]
+
+
+def check_conflicts(names: Iterable[str]) -> None:
+    names = list(names)
+    for a in names:
+        for b in TRICKS[a].conflicts:
+            if b in names:
+                raise ConfigError(f"trick {a!r} conflicts with trick {b!r}: they cannot run together")
+
+
+class HookChain:
+    """Calls one hook on every trick in order; the training step talks only to this."""
+
+    def __init__(self, tricks: list[Trick]):
+        self.tricks = tricks
+
+    def setup(self, gan):
+        for t in self.tricks:
+            t.setup(gan)
+
+    def d_input(self, x, ctx):
+        for t in self.tricks:
+            x = t.d_input(x, ctx)
+        return x
+
+    def d_targets(self, real_t, fake_t, ctx):
+        for t in self.tricks:
+            real_t, fake_t = t.d_targets(real_t, fake_t, ctx)
+        return real_t, fake_t
+
+    def d_penalty(self, gan, real, fake, ctx):
+        return sum((t.d_penalty(gan, real, fake, ctx) for t in self.tricks), 0.0)
+
+    def g_penalty(self, gan, fake, ctx):
+        return sum((t.g_penalty(gan, fake, ctx) for t in self.tricks), 0.0)
+
+    def after_d_step(self, gan, ctx):
+        for t in self.tricks:
+            t.after_d_step(gan, ctx)
+
+    def after_g_step(self, gan, ctx):
+        for t in self.tricks:
+            t.after_g_step(gan, ctx)
+
+    def state_dict(self) -> dict:
+        return {t.name: t.state_dict() for t in self.tricks}
+
+    def load_state_dict(self, state: dict) -> None:
+        for t in self.tricks:
+            if t.name in state:
+                t.load_state_dict(state[t.name])
