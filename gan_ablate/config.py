@@ -6,6 +6,8 @@ config is composed. Value ranges are checked by `validate()`, which builds the d
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -216,6 +218,18 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
+def _unknown_keys(node: DictConfig, schema: type, prefix: str = ""):
+    """Keys of `node` that its dataclass does not declare (Hydra lets `+key=value` add them)."""
+    hints = typing.get_type_hints(schema)
+    for key in node.keys():
+        if key not in hints:
+            yield f"{prefix}{key}", [f.name for f in dataclasses.fields(schema)]
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(node[key], DictConfig):
+            yield from _unknown_keys(node[key], hints[key], f"{prefix}{key}.")
+
+
 def validate(cfg: DictConfig) -> TrainConfig:
-    """Range-check the whole config; raises ConfigError naming the first bad key."""
-    return OmegaConf.to_object(cfg)  # builds the dataclasses, which run their checks
+    """Check keys and ranges of the whole config; raises ConfigError naming the first bad key."""
+    for key, allowed in _unknown_keys(cfg, TrainConfig):
+        raise ConfigError(f"{key} is not a config key; allowed here: {', '.join(allowed)}")
+    return OmegaConf.to_object(cfg)  # builds the dataclasses, which run their range checks

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_ablate.cli import compose_config
+from gan_ablate.config import validate
+from gan_ablate.module import GANModule
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(1)
+
+# tiny nets and runs: the suite proves mechanisms, not sample quality
+TINY = ["logger=csv", "trainer.enable_progress_bar=false", "model.g_hidden=16", "model.d_hidden=16",
+        "data.n_points=2000", "data.batch_size=32", "metrics.n_samples=200"]
+
+
+def make_cfg(*overrides: str, tiny: bool = True):
+    return compose_config((TINY if tiny else []) + list(overrides))
+
+
+def make_module(*overrides: str, data=None) -> GANModule:
+    """A GANModule ready to call training_step outside a Trainer (optimisers attached by hand)."""
+    from gan_ablate.data import build_datamodule
+
+    settings = validate(make_cfg(*overrides))
+    dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
+    module = GANModule(settings, dm.sample_shape)
+    module.real_data = dm.data if data is None else data
+    return module
+
+
+def run_train_py(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+
+
+@pytest.fixture
+def cfg_factory():
+    return make_cfg

@@ -1,0 +1,38 @@
+"""Drive GANModule.training_step outside a Trainer, with plain torch optimisers."""
+from __future__ import annotations
+
+import torch
+
+
+class CountingOptimizer:
+    """Wraps an optimiser and counts step() calls."""
+
+    def __init__(self, opt: torch.optim.Optimizer):
+        self.opt, self.steps = opt, 0
+
+    def step(self, closure=None):
+        self.steps += 1
+        return self.opt.step()
+
+    def zero_grad(self, set_to_none=True):
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    @property
+    def param_groups(self):
+        return self.opt.param_groups
+
+
+def attach_optimizers(module):
+    opt_g, opt_d = module.configure_optimizers()
+    module._test_opts = (CountingOptimizer(opt_g), CountingOptimizer(opt_d))
+    module.optimizers = lambda: module._test_opts
+    module.manual_backward = lambda loss: loss.backward()
+    return module._test_opts
+
+
+def run_steps(module, n: int):
+    if not hasattr(module, "_test_opts"):
+        attach_optimizers(module)
+    for _ in range(n):
+        module.training_step(None, module.iteration)
+    return module._test_opts

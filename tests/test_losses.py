@@ -1,0 +1,80 @@
+"""Each loss against its closed form on fixed logits."""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_module
+from helpers import run_steps
+
+from gan_ablate.config import LossConfig
+from gan_ablate.losses import LOSSES, build_loss, gradient_penalty
+
+REAL = torch.tensor([[2.0], [-1.0], [0.5]])
+FAKE = torch.tensor([[-3.0], [0.0], [1.5]])
+ONES, ZEROS = torch.ones(3, 1), torch.zeros(3, 1)
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+R, F = [2.0, -1.0, 0.5], [-3.0, 0.0, 1.5]
+BCE_D = mean([-math.log(sig(r)) for r in R]) + mean([-math.log(1 - sig(f)) for f in F])
+
+CLOSED_FORMS = {
+    "non_saturating": (BCE_D, mean([-math.log(sig(f)) for f in F])),
+    "minimax": (BCE_D, mean([math.log(1 - sig(f)) for f in F])),
+    "lsgan": (0.5 * mean([(r - 1) ** 2 for r in R]) + 0.5 * mean([f ** 2 for f in F]),
+              0.5 * mean([(f - 1) ** 2 for f in F])),
+    "hinge": (mean([max(0, 1 - r) for r in R]) + mean([max(0, 1 + f) for f in F]), -mean(F)),
+    "wgan": (mean(F) - mean(R), -mean(F)),
+    "wgan_gp": (mean(F) - mean(R), -mean(F)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_matches_closed_form(name):
+    loss = build_loss(LossConfig(name=name))
+    d_expected, g_expected = CLOSED_FORMS[name]
+    assert loss.d_loss(REAL, FAKE, ONES, ZEROS).item() == pytest.approx(d_expected, rel=1e-6)
+    assert loss.g_loss(FAKE).item() == pytest.approx(g_expected, rel=1e-6)
+
+
+def test_every_loss_has_a_closed_form_and_a_config():
+    conf = {p.stem for p in (Path(__file__).parents[1] / "conf" / "loss").glob("*.yaml")}
+    assert set(LOSSES) == set(CLOSED_FORMS) == conf
+
+
+def test_bce_losses_use_the_targets():
+    loss = build_loss(LossConfig(name="non_saturating"))
+    soft = loss.d_loss(REAL, FAKE, 0.9 * ONES, ZEROS).item()
+    expected = mean([-(0.9 * math.log(sig(r)) + 0.1 * math.log(1 - sig(r))) for r in R]) + \
+        mean([-math.log(1 - sig(f)) for f in F])
+    assert soft == pytest.approx(expected, rel=1e-6)
+
+
+def test_gradient_penalty_zero_for_unit_norm_linear_critic():
+    torch.manual_seed(0)
+    critic = nn.Linear(5, 1, bias=True)
+    with torch.no_grad():
+        critic.weight.copy_(torch.randn(1, 5))
+        critic.weight /= critic.weight.norm()
+    real, fake = torch.randn(16, 5), torch.randn(16, 5)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        critic.weight *= 3.0
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(4.0, rel=1e-5)  # (3 - 1)^2
+
+
+def test_wgan_clips_critic_weights_after_every_d_step():
+    module = make_module("loss=wgan", "loss.clip=0.01")
+    run_steps(module, 3)
+    for p in module.D.parameters():
+        assert p.abs().max().item() <= 0.01 + 1e-9
