@@ -1,6 +1,7 @@
 """The Hydra entry point (`python train.py ...` or `gan-ablate ...`)."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from gan_ablate.config import ConfigError, register_configs
 
 register_configs()
+log = logging.getLogger("gan_ablate")
 
 # conf/ sits next to the package in the checkout (installs are editable); an absolute path keeps
 # Hydra from looking for a python module called `conf`.
@@ -38,16 +40,34 @@ def _sweep_info():
     return SweepInfo()
 
 
+FAILED_CELLS: list[str] = []  # jobs of this process's sweep that failed
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> None:
-    from gan_ablate.run import train  # heavy imports after Hydra has parsed the command line
+    from gan_ablate.record import RunRecord
+    from gan_ablate.run import run_name, train  # heavy imports after Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = _sweep_info()
+    in_sweep = sweep.group is not None
     try:
-        train(cfg, run_dir, _sweep_info())
+        train(cfg, run_dir, sweep)
     except ConfigError as e:
-        print(f"gan-ablate: config error: {e}", file=sys.stderr)
-        sys.exit(2)
+        if not in_sweep:
+            print(f"gan-ablate: config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        # one bad cell (e.g. two tricks that conflict) is recorded and the sweep goes on
+        tricks = list(cfg.get("trick") or {})
+        RunRecord(run_dir, name=run_name(tricks, cfg.seed), tricks=tricks, seed=cfg.seed, sweep=sweep.group,
+                  job_num=sweep.job_num, status="skipped", reason=str(e), metrics={}).write()
+        log.warning("job %s skipped: %s", sweep.job_num, e)
+    except Exception as e:
+        if not in_sweep:
+            raise
+        FAILED_CELLS.append(str(run_dir))  # train() has written status failed and traceback.txt
+        log.error("job %s failed (%s: %s); the sweep goes on. Traceback: %s",
+                  sweep.job_num, type(e).__name__, e, run_dir / "traceback.txt")
 
 
 def one_line(error: BaseException) -> str:
@@ -80,6 +100,9 @@ def main() -> None:
             raise
         print(f"gan-ablate: config error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    if FAILED_CELLS:
+        print(f"gan-ablate: {len(FAILED_CELLS)} job(s) failed: {', '.join(FAILED_CELLS)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -105,8 +105,6 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
     name = run_name(tricks, settings.seed)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
-    dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
-
     record = RunRecord(run_dir, name=name, tricks=tricks, seed=settings.seed, data=settings.data.name,
                        loss=settings.loss.name, sweep=sweep.group, job_num=sweep.job_num, **sweep.extra,
                        config=resolved, status="running", metrics={}, history=[])
@@ -114,6 +112,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
     start = time.time()
     loggers = []
     try:
+        dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         module = GANModule(settings, dm.sample_shape)
         evaluation = build_evaluation(settings, dm, run_dir)
@@ -133,6 +132,9 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
                       iterations=module.iteration, wall_time_s=round(time.time() - start, 3))
         log.info("%s: %s", name, evaluation.final)
         return record
+    except ConfigError:
+        record.path.unlink(missing_ok=True)  # refused, not run: the caller reports it
+        raise
     except BaseException as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_time_s=round(time.time() - start, 3))
         (run_dir / "traceback.txt").write_text(traceback.format_exc())

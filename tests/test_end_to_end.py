@@ -72,3 +72,27 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
             assert math.isfinite(row[key])
     record = json.loads((tmp_path / "result.json").read_text())
     assert record["status"] == "ok"
+
+
+def test_a_failing_or_refused_cell_does_not_stop_the_sweep(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(good / f"{i}.png")
+    (bad / "broken.png").write_bytes(b"not a png at all")
+    sweep = tmp_path / "sweep"
+    result = run_train_py("-m", "data=image_folder", f"data.root={good},{bad}", "data.image_size=8",
+                          "data.channels=1", "model.z_dim=8", "data.batch_size=4,-1",
+                          "trainer.max_steps=3", *FAST, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 1 and "1 job(s) failed" in result.stderr
+    statuses = sorted(r["status"] for r in load_records(sweep))
+    assert statuses == ["failed", "ok", "skipped", "skipped"]
+    failed = next(r for r in load_records(sweep) if r["status"] == "failed")
+    assert "UnidentifiedImageError" in failed["error"]
+    assert "Traceback" in (sweep / str(failed["job_num"]) / "traceback.txt").read_text()
+    skipped = [r for r in load_records(sweep) if r["status"] == "skipped"]
+    assert all("data.batch_size=-1" in r["reason"] for r in skipped)

@@ -5,7 +5,7 @@ import math
 
 from torch import nn
 
-from gan_ablate.config import ModelConfig
+from gan_ablate.config import ConfigError, ModelConfig
 from gan_ablate.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_ablate.nets.mlp import MLPDiscriminator, MLPGenerator
 
@@ -16,6 +16,6 @@ def build_nets(cfg: ModelConfig, data_shape: tuple[int, ...]) -> tuple[nn.Module
         dim = math.prod(data_shape)
         return MLPGenerator(cfg, dim, data_shape), MLPDiscriminator(cfg, dim)
     if len(data_shape) != 3:
-        raise ValueError(f"model=dcgan needs image data, got samples of shape {data_shape}; use model=mlp")
+        raise ConfigError(f"model=dcgan needs image data, got samples of shape {data_shape}; use model=mlp")
     channels, size, _ = data_shape
     return DCGANGenerator(cfg, channels, size), DCGANDiscriminator(cfg, channels, size)

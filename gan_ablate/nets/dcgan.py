@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_ablate.config import ModelConfig
+from gan_ablate.config import ConfigError, ModelConfig
 from gan_ablate.nets.layers import activation
 
 
@@ -15,7 +15,7 @@ def stages(image_size: int) -> tuple[int, int]:
         size //= 2
         k += 1
     if k == 0:
-        raise ValueError(f"data.image_size={image_size} cannot be reached by DCGAN's 2x stages from a "
+        raise ConfigError(f"data.image_size={image_size} cannot be reached by DCGAN's 2x stages from a "
                          "map of 3..7 pixels; use a size like 8, 16, 28, 32 or 64")
     return size, k
 
