@@ -96,3 +96,19 @@ def test_a_failing_or_refused_cell_does_not_stop_the_sweep(tmp_path):
     assert "Traceback" in (sweep / str(failed["job_num"]) / "traceback.txt").read_text()
     skipped = [r for r in load_records(sweep) if r["status"] == "skipped"]
     assert all("data.batch_size=-1" in r["reason"] for r in skipped)
+
+
+def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    result = run_train_py("-m", "trick=[],[instance_noise]", "seed=0,1", "trainer.max_steps=10", *FAST,
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.setenv("GAN_ABLATE_SWEEP", str(tmp_path / "sweep"))
+    nb = nbformat.read(ROOT / "notebooks" / "ablation_analysis.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "4 runs, 2 cells" in printed
+    table_html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "instance_noise" in table_html and "baseline" in table_html

@@ -1,0 +1,1 @@
+"""Turning a sweep's result.json records into answers."""
