@@ -20,8 +20,8 @@ test: setup  ## the whole suite, slow end-to-end tests included
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest tests -m "not slow"
 
-demo: setup  ## a real small ablation on ring8: baseline and three tricks, two seeds, then the table
-	$(PY) train.py -m 'trick=[],[label_smoothing],[instance_noise],[spectral_norm]' seed=0,1 \
+demo: setup  ## a real small ablation on ring8: baseline and three tricks, three seeds, then the table
+	$(PY) train.py -m 'trick=[],[label_smoothing],[instance_noise],[spectral_norm]' seed=0,1,2 \
 		trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
 	$(PY) scripts/report.py multirun/demo
 

@@ -30,6 +30,9 @@ log = logging.getLogger("gan_ablate")
 
 # Lightning's advice for map-style loaders does not apply: the data lives in one tensor already.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # inside Lightning, nothing to act on
+# Lightning's start-up banner (accelerator availability, advertising tips) drowns the sweep's log
+logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -74,11 +77,14 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
     if settings.logger.wandb:
         os.environ.setdefault("WANDB_SILENT", "true")
         tricks = list(settings.trick)
-        loggers.append(pl.loggers.WandbLogger(
+        wandb_logger = pl.loggers.WandbLogger(
             project=settings.logger.project, entity=settings.logger.entity, name=name,
             group=sweep.group, tags=tricks or ["baseline"], save_dir=str(run_dir),
             mode=wandb_mode(settings.logger.mode), config=resolved, reinit=True,
-        ))
+        )
+        # Lightning always passes `anonymous`, which current wandb warns about on every run
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 
@@ -127,6 +133,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
                                      if t.enable_progress_bar else []),
             default_root_dir=str(run_dir), num_sanity_val_steps=0,
         )
+        log.info("%s: training %d iterations on %s", name, t.max_steps, trainer.strategy.root_device)
         trainer.fit(module, datamodule=dm)
         record.update(status="ok", metrics=evaluation.final, history=evaluation.history,
                       iterations=module.iteration, wall_time_s=round(time.time() - start, 3))
