@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_ablate.config import LossConfig
+from gan_ablate.penalties import gradient_penalty
 from gan_ablate.tricks.base import Trick
 
 
@@ -80,15 +81,6 @@ class Wasserstein(Loss):
         params = [p for p in gan.D.parameters()]
         torch._foreach_clamp_min_(params, -c)
         torch._foreach_clamp_max_(params, c)
-
-
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """E[(||grad critic(x_hat)|| - 1)^2] on random interpolates x_hat of real and fake."""
-    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
 class WassersteinGP(Wasserstein):

@@ -65,7 +65,7 @@ class GANModule(pl.LightningModule):
         self.cfg = cfg
         self.G, self.D = build_nets(cfg.model, sample_shape)
         self.loss = build_loss(cfg.loss)
-        self.tricks = build_tricks(cfg.trick)
+        self.tricks = build_tricks(cfg.trick, cfg)
         self.hooks = HookChain([self.loss, *self.tricks])
         self.hooks.setup(self)  # before the EMA copy and the optimisers see the nets
         self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
@@ -104,9 +104,14 @@ class GANModule(pl.LightningModule):
 
         for k in range(self.cfg.optim.n_critic):
             d_loss = self.discriminator_step(opt_d, ctx, logs if measure and k == 0 else None)
+        extra = 0
+        while self.hooks.repeat_d_step(d_loss, extra, ctx):
+            d_loss = self.discriminator_step(opt_d, ctx, None)
+            extra += 1
         for k in range(self.cfg.optim.g_steps):
             g_loss = self.generator_step(opt_g, ctx, logs if measure and k == 0 else None)
         self.update_ema(it)
+        self.hooks.after_iteration(self, ctx)
         self.iteration = it + 1
 
         if it % self.cfg.trainer.log_every_n_steps == 0:
@@ -124,7 +129,7 @@ class GANModule(pl.LightningModule):
     def discriminator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
         real = self.real_batch()
         with torch.no_grad():
-            fake = self.G(self.sample_z(real.shape[0]))
+            fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.shape[0])), ctx)
         # real and fake go through D as separate batches (ganhacks #4)
         real_logits = self.D(self.hooks.d_input(real, ctx))
         fake_logits = self.D(self.hooks.d_input(fake, ctx))
@@ -134,6 +139,7 @@ class GANModule(pl.LightningModule):
         self.manual_backward(loss)
         if logs is not None:
             logs.update(grad_norms(self.D.named_parameters(), "d", self.cfg.monitor.grad_norm_per_layer))
+        self.hooks.before_d_step(self, ctx)
         opt.step()
         self.hooks.after_d_step(self, ctx)
         return loss
@@ -146,6 +152,7 @@ class GANModule(pl.LightningModule):
         self.manual_backward(loss)
         if logs is not None:
             logs.update(grad_norms(self.G.named_parameters(), "g", self.cfg.monitor.grad_norm_per_layer))
+        self.hooks.before_g_step(self, ctx)
         opt.step()
         self.hooks.after_g_step(self, ctx)
         return loss

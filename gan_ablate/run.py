@@ -66,7 +66,7 @@ def wandb_mode(configured: Optional[str]) -> str:
 def check_config(cfg: DictConfig) -> TrainConfig:
     """Everything that can be refused before training: values, trick names, parameters, conflicts."""
     settings = validate(cfg)
-    build_tricks(settings.trick)
+    build_tricks(settings.trick, settings)
     return settings
 
 

@@ -10,7 +10,8 @@ from conftest import make_module
 from helpers import run_steps
 
 from gan_ablate.config import LossConfig
-from gan_ablate.losses import LOSSES, build_loss, gradient_penalty
+from gan_ablate.losses import LOSSES, build_loss
+from gan_ablate.penalties import gradient_penalty
 
 REAL = torch.tensor([[2.0], [-1.0], [0.5]])
 FAKE = torch.tensor([[-3.0], [0.0], [1.5]])

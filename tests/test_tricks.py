@@ -93,3 +93,113 @@ def test_tricks_compose_in_list_order():
     tricks = build_tricks({"label_smoothing": {}, "instance_noise": {"std": 0.5}})
     assert [t.name for t in tricks] == ["label_smoothing", "instance_noise"]
     assert isinstance(tricks[0], LabelSmoothing)
+
+
+class _Nets:
+    """The slice of GANModule that penalty and clipping hooks use."""
+
+    def __init__(self, D=None, G=None):
+        self.D, self.G = D, G
+
+
+def test_one_sided_label_smoothing_sets_real_targets_only():
+    (trick,) = build_tricks({"one_sided_label_smoothing": {}})
+    real_t, fake_t = trick.d_targets(torch.ones(8, 1), torch.zeros(8, 1), ctx())
+    assert torch.equal(real_t, torch.full((8, 1), 0.9)) and torch.equal(fake_t, torch.zeros(8, 1))
+
+
+def test_noisy_labels_flip_at_rate_p():
+    (trick,) = build_tricks({"noisy_labels": {"p": 0.1}})
+    torch.manual_seed(0)
+    real_t, fake_t = trick.d_targets(torch.ones(100_000, 1), torch.zeros(100_000, 1), ctx())
+    assert set(real_t.unique().tolist()) == {0.0, 1.0}
+    assert (real_t == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert (fake_t == 1).float().mean().item() == pytest.approx(0.1, abs=0.005)
+
+
+def test_gradient_penalty_trick_is_zero_for_a_unit_norm_linear_critic():
+    (trick,) = build_tricks({"gradient_penalty": {"weight": 10.0}})
+    critic = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[0.6, 0.0, 0.8]]))
+    real, fake = torch.randn(32, 3), torch.randn(32, 3)
+    assert trick.d_penalty(_Nets(D=critic), real, fake, ctx()).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        critic.weight.mul_(2.0)
+    assert trick.d_penalty(_Nets(D=critic), real, fake, ctx()).item() == pytest.approx(10.0, rel=1e-5)
+
+
+def test_grad_clip_bounds_the_post_clip_norm_in_training():
+    module = make_module("trick=grad_clip", "trick.grad_clip.max_norm_d=1e-3", "trick.grad_clip.max_norm_g=2e-3",
+                         "monitor.grad_norm_every=1", "trainer.log_every_n_steps=1")
+    seen = {}
+    for net, hook in (("d", "before_d_step"), ("g", "before_g_step")):
+        original = getattr(module.tricks[0], hook)
+
+        def clipped(gan, c, net=net, original=original):
+            original(gan, c)
+            params = (gan.D if net == "d" else gan.G).parameters()
+            seen.setdefault(net, []).append(torch.nn.utils.get_total_norm([p.grad for p in params]).item())
+        setattr(module.tricks[0], hook, clipped)
+    run_steps(module, 3)
+    assert max(seen["d"]) <= 1e-3 * (1 + 1e-5) and max(seen["g"]) <= 2e-3 * (1 + 1e-5)
+    assert module.latest_scalars["grad_norm/d"] > 1e-2  # logged before clipping, and clipping did act
+
+
+def test_orthogonal_reg_is_zero_for_orthogonal_weights_only():
+    from gan_ablate.tricks.regularizers import orthogonality_penalty
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 4))
+    assert orthogonality_penalty(net).item() > 1e-3
+    for layer in net:
+        torch.nn.init.orthogonal_(layer.weight)
+    assert orthogonality_penalty(net).item() == pytest.approx(0.0, abs=1e-10)
+    (trick,) = build_tricks({"orthogonal_reg": {"beta": 0.5}})
+    with torch.no_grad():
+        net[1].weight.mul_(2.0)  # still orthogonal rows, not orthonormal: off-diagonals stay 0
+    assert trick.g_penalty(_Nets(G=net), None, ctx()).item() == pytest.approx(0.0, abs=1e-8)
+
+
+def test_historical_averaging_penalty_is_zero_at_the_running_mean():
+    (trick,) = build_tricks({"historical_averaging": {"weight": 2.0}})
+    d = torch.nn.Linear(2, 1, bias=False)
+    nets = _Nets(D=d, G=torch.nn.Linear(1, 1, bias=False))
+    values = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 0.0]]), torch.tensor([[2.0, 7.0]])]
+    for v in values:
+        with torch.no_grad():
+            d.weight.copy_(v)
+        trick.after_iteration(nets, ctx())
+    mean = torch.stack(values).mean(0)
+    with torch.no_grad():
+        d.weight.copy_(mean)
+    assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(0.0, abs=1e-12)
+    with torch.no_grad():
+        d.weight.add_(torch.tensor([[1.0, -2.0]]))
+    assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(2.0 * 5.0)
+
+
+@pytest.mark.parametrize("name,params,fraction", [("experience_replay", {"fraction": 0.25, "buffer_size": 64}, 0.25),
+                                                  ("g_history", {"buffer_size": 64}, 0.5)])
+def test_replay_buffers_feed_the_stated_fraction_of_old_fakes(name, params, fraction):
+    (trick,) = build_tricks({name: params})
+    first = torch.full((32, 2), -1.0)
+    assert torch.equal(trick.d_fake_batch(first, ctx()), first)  # nothing to replay yet
+    assert trick.buffer.filled == 32
+    new = torch.arange(32.0).repeat(2, 1).t()
+    mixed = trick.d_fake_batch(new, ctx())
+    assert mixed.shape == new.shape
+    assert (mixed == -1.0).all(dim=1).sum().item() == int(fraction * 32)  # old fakes, from the buffer
+    assert trick.buffer.filled == 64 and (trick.buffer.data[32:] == new).all()
+
+
+@pytest.mark.parametrize("tricks,extra,names", [
+    ("trick=[label_smoothing,one_sided_label_smoothing]", [], ("one_sided_label_smoothing", "label_smoothing")),
+    ("trick=label_smoothing", ["loss=hinge"], ("label_smoothing", "loss=hinge")),
+    ("trick=noisy_labels", ["loss=wgan"], ("noisy_labels", "loss=wgan")),
+    ("trick=gradient_penalty", ["data=digits"], ("gradient_penalty", "norm_d=batch_norm")),
+    ("trick=[experience_replay,g_history]", [], ("g_history", "experience_replay")),
+])
+def test_conflicts_are_refused_naming_both(tricks, extra, names):
+    from conftest import make_cfg
+    from gan_ablate.run import check_config
+    with pytest.raises(ConfigError, match=rf"{names[0]}.*conflicts with.*{names[1]}"):
+        check_config(make_cfg(tricks, *extra))

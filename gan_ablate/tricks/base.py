@@ -42,6 +42,10 @@ class Trick:
     def setup(self, gan: "GANModule") -> None:
         """Once, before the optimisers exist: wrap or re-initialise the nets."""
 
+    def d_fake_batch(self, fake: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """The fake batch of a D update (replay buffers mix older fakes in here)."""
+        return fake
+
     def d_input(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Every tensor that enters D (real and fake, in D and G updates)."""
         return x
@@ -58,11 +62,24 @@ class Trick:
         """A term added to G's loss."""
         return 0.0
 
+    def before_d_step(self, gan: "GANModule", ctx: StepContext) -> None:
+        """D's gradients are computed (and measured); its optimiser has not stepped yet."""
+
     def after_d_step(self, gan: "GANModule", ctx: StepContext) -> None:
         """After each D optimiser step."""
 
+    def repeat_d_step(self, d_loss: torch.Tensor, extra: int, ctx: StepContext) -> bool:
+        """Asked after the scheduled D updates: True for one more D update (`extra` done so far)."""
+        return False
+
+    def before_g_step(self, gan: "GANModule", ctx: StepContext) -> None:
+        """G's gradients are computed (and measured); its optimiser has not stepped yet."""
+
     def after_g_step(self, gan: "GANModule", ctx: StepContext) -> None:
         """After each G optimiser step."""
+
+    def after_iteration(self, gan: "GANModule", ctx: StepContext) -> None:
+        """After the EMA update, at the end of the iteration."""
 
     # -- resumable state (replay buffers, schedules) -------------------------------------------
     def state_dict(self) -> dict:
@@ -97,24 +114,36 @@ def parse_params(cls: type[Trick], raw: Any, key: str):
         raise ConfigError(f"{key}.{e}") from None
 
 
-def build_tricks(trick_cfg: dict[str, Any]) -> list[Trick]:
-    """Instantiate the active tricks in order, refusing unknown names and declared conflicts."""
+def family_choices(settings: Any) -> list[str]:
+    """The non-trick choices a trick may conflict with, as `group=option` tokens."""
+    if settings is None:
+        return []
+    choices = [f"loss={settings.loss.name}"]
+    if settings.model.batch_norm_d:
+        choices.append("norm_d=batch_norm")
+    return choices
+
+
+def build_tricks(trick_cfg: dict[str, Any], settings: Any = None) -> list[Trick]:
+    """Instantiate the active tricks in order, refusing unknown names and declared conflicts
+    (with each other, and with the loss or normalisation chosen in `settings`)."""
     from gan_ablate import tricks as _  # noqa: F401  (importing the package registers every trick)
 
     names = list(trick_cfg)
     for name in names:
         if name not in TRICKS:
             raise ConfigError(f"trick={name!r} is not a known trick; available: {', '.join(sorted(TRICKS))}")
-    check_conflicts(names)
+    check_conflicts(names, family_choices(settings))
     return [TRICKS[n](parse_params(TRICKS[n], trick_cfg[n], f"trick.{n}")) for n in names]
 
 
-def check_conflicts(names: Iterable[str]) -> None:
-    names = list(names)
+def check_conflicts(names: Iterable[str], choices: Iterable[str] = ()) -> None:
+    names, active = list(names), set(names) | set(choices)
     for a in names:
         for b in TRICKS[a].conflicts:
-            if b in names:
-                raise ConfigError(f"trick {a!r} conflicts with trick {b!r}: they cannot run together")
+            if b in active:
+                what = f"trick {b!r}" if b in TRICKS else b
+                raise ConfigError(f"trick {a!r} conflicts with {what}: they cannot run together")
 
 
 class HookChain:
@@ -126,6 +155,11 @@ class HookChain:
     def setup(self, gan):
         for t in self.tricks:
             t.setup(gan)
+
+    def d_fake_batch(self, fake, ctx):
+        for t in self.tricks:
+            fake = t.d_fake_batch(fake, ctx)
+        return fake
 
     def d_input(self, x, ctx):
         for t in self.tricks:
@@ -143,13 +177,28 @@ class HookChain:
     def g_penalty(self, gan, fake, ctx):
         return sum((t.g_penalty(gan, fake, ctx) for t in self.tricks), 0.0)
 
+    def before_d_step(self, gan, ctx):
+        for t in self.tricks:
+            t.before_d_step(gan, ctx)
+
     def after_d_step(self, gan, ctx):
         for t in self.tricks:
             t.after_d_step(gan, ctx)
 
+    def repeat_d_step(self, d_loss, extra, ctx) -> bool:
+        return any(t.repeat_d_step(d_loss, extra, ctx) for t in self.tricks)
+
+    def before_g_step(self, gan, ctx):
+        for t in self.tricks:
+            t.before_g_step(gan, ctx)
+
     def after_g_step(self, gan, ctx):
         for t in self.tricks:
             t.after_g_step(gan, ctx)
+
+    def after_iteration(self, gan, ctx):
+        for t in self.tricks:
+            t.after_iteration(gan, ctx)
 
     def state_dict(self) -> dict:
         return {t.name: t.state_dict() for t in self.tricks}

@@ -1,0 +1,138 @@
+"""Penalties added to a loss, and gradient clipping."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gan_ablate.config import ConfigError
+from gan_ablate.penalties import gradient_penalty
+from gan_ablate.tricks.base import Trick, register
+
+
+def _non_negative(**values):
+    for key, value in values.items():
+        if value < 0:
+            raise ConfigError(f"{key}={value} must be >= 0")
+
+
+@register
+class GradientPenalty(Trick):
+    """The WGAN-GP penalty, weight * E[(||grad D(x_hat)|| - 1)^2], added to D's loss with any loss."""
+    name = "gradient_penalty"
+    # the penalty is per sample: batch statistics in D couple the samples (Gulrajani et al., sec. 4)
+    conflicts = ("norm_d=batch_norm", "loss=wgan_gp", "loss=wgan")
+
+    @dataclass
+    class Params:
+        weight: float = 10.0
+
+        def __post_init__(self):
+            _non_negative(weight=self.weight)
+
+    def d_penalty(self, gan, real, fake, ctx):
+        return self.params.weight * gradient_penalty(gan.D, real, fake)
+
+
+@register
+class GradClip(Trick):
+    """Clip the total gradient norm of D and of G before each optimiser step."""
+    name = "grad_clip"
+
+    @dataclass
+    class Params:
+        max_norm_d: float = 10.0
+        max_norm_g: float = 10.0
+
+        def __post_init__(self):
+            if self.max_norm_d <= 0 or self.max_norm_g <= 0:
+                raise ConfigError("max_norm_d and max_norm_g must be > 0")
+
+    def before_d_step(self, gan, ctx):
+        nn.utils.clip_grad_norm_(gan.D.parameters(), self.params.max_norm_d)
+
+    def before_g_step(self, gan, ctx):
+        nn.utils.clip_grad_norm_(gan.G.parameters(), self.params.max_norm_g)
+
+
+def orthogonality_penalty(net: nn.Module) -> torch.Tensor:
+    """Sum over weight matrices W (conv kernels flattened per output unit, as in BigGAN's code) of
+    ||W W^T * (1 - I)||_F^2: zero exactly when the rows of every W are orthogonal."""
+    terms = []
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            w = module.weight.flatten(1)
+            gram = w @ w.t()
+            terms.append((gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum())
+    return torch.stack(terms).sum()
+
+
+@register
+class OrthogonalReg(Trick):
+    """BigGAN's orthogonal regularisation of G: beta * ||W W^T (1 - I)||_F^2 added to G's loss."""
+    name = "orthogonal_reg"
+
+    @dataclass
+    class Params:
+        beta: float = 1e-4
+
+        def __post_init__(self):
+            _non_negative(beta=self.beta)
+
+    def g_penalty(self, gan, fake, ctx):
+        return self.params.beta * orthogonality_penalty(gan.G)
+
+
+class _RunningMean:
+    """The mean of every value a parameter list has taken so far (Salimans et al. 2016, sec. 3.3)."""
+
+    def __init__(self):
+        self.mean: list[torch.Tensor] | None = None
+        self.count = 0
+
+    def update(self, params: list[torch.Tensor]) -> None:
+        self.count += 1
+        if self.mean is None:
+            self.mean = [p.detach().clone() for p in params]
+        else:
+            torch._foreach_lerp_(self.mean, [p.detach() for p in params], 1.0 / self.count)
+
+    def distance(self, params: list[torch.Tensor]) -> torch.Tensor:
+        if self.mean is None:
+            return params[0].new_zeros(())
+        return sum(((p - m) ** 2).sum() for p, m in zip(params, self.mean))
+
+
+@register
+class HistoricalAveraging(Trick):
+    """weight * ||theta - mean of past theta||^2 added to each net's loss."""
+    name = "historical_averaging"
+
+    @dataclass
+    class Params:
+        weight: float = 1e-3
+
+        def __post_init__(self):
+            _non_negative(weight=self.weight)
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.d_history, self.g_history = _RunningMean(), _RunningMean()
+
+    def d_penalty(self, gan, real, fake, ctx):
+        return self.params.weight * self.d_history.distance(list(gan.D.parameters()))
+
+    def g_penalty(self, gan, fake, ctx):
+        return self.params.weight * self.g_history.distance(list(gan.G.parameters()))
+
+    def after_iteration(self, gan, ctx):
+        self.d_history.update(list(gan.D.parameters()))
+        self.g_history.update(list(gan.G.parameters()))
+
+    def state_dict(self):
+        return {net: {"mean": h.mean, "count": h.count} for net, h in (("d", self.d_history), ("g", self.g_history))}
+
+    def load_state_dict(self, state):
+        for net, h in (("d", self.d_history), ("g", self.g_history)):
+            h.mean, h.count = state[net]["mean"], state[net]["count"]

@@ -1,0 +1,101 @@
+"""Showing D older fakes: experience replay (Pfau & Vinyals 2016) and G history (Shrivastava et al. 2017)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gan_ablate.config import ConfigError
+from gan_ablate.tricks.base import Trick, register
+
+
+class FakeBuffer:
+    """A fixed-size buffer of generated samples, filled first, then overwritten at random places."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.data: torch.Tensor | None = None
+        self.filled = 0
+
+    def add(self, fake: torch.Tensor) -> None:
+        fake = fake.detach()
+        if self.data is None:
+            self.data = fake.new_empty((self.size, *fake.shape[1:]))
+        n = min(len(fake), self.size)
+        if self.filled < self.size:
+            take = min(n, self.size - self.filled)
+            self.data[self.filled:self.filled + take] = fake[:take]
+            self.filled += take
+        else:
+            self.data[torch.randperm(self.size, device=fake.device)[:n]] = fake[:n]
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.data[torch.randint(self.filled, (n,), device=self.data.device)]
+
+    def state_dict(self) -> dict:
+        return {"data": self.data, "filled": self.filled}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.data, self.filled = state["data"], state["filled"]
+
+
+class _ReplayTrick(Trick):
+    """Replace a fraction of D's fake batch with samples from a buffer of past fakes."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.buffer = FakeBuffer(self.params.buffer_size)
+
+    def replay_fraction(self) -> float:
+        raise NotImplementedError
+
+    def d_fake_batch(self, fake, ctx):
+        n_old = int(round(self.replay_fraction() * len(fake)))
+        if self.buffer.filled == 0 or n_old == 0:
+            self.buffer.add(fake)
+            return fake
+        mixed = torch.cat([fake[: len(fake) - n_old], self.buffer.sample(n_old)])
+        self.buffer.add(fake)
+        return mixed
+
+    def state_dict(self):
+        return self.buffer.state_dict()
+
+    def load_state_dict(self, state):
+        self.buffer.load_state_dict(state)
+
+
+@register
+class ExperienceReplay(_ReplayTrick):
+    """A `fraction` of every D fake batch comes from a replay buffer of past generations."""
+    name = "experience_replay"
+
+    @dataclass
+    class Params:
+        buffer_size: int = 10_000
+        fraction: float = 0.25
+
+        def __post_init__(self):
+            if self.buffer_size < 1 or not 0.0 <= self.fraction <= 1.0:
+                raise ConfigError("buffer_size must be >= 1 and fraction in [0, 1]")
+
+    def replay_fraction(self):
+        return self.params.fraction
+
+
+@register
+class GHistory(_ReplayTrick):
+    """Half of each D fake batch is drawn from a history of generated samples (SimGAN, sec. 2.3)."""
+    name = "g_history"
+    conflicts = ("experience_replay",)
+
+    @dataclass
+    class Params:
+        buffer_size: int = 6400
+
+        def __post_init__(self):
+            if self.buffer_size < 1:
+                raise ConfigError(f"buffer_size={self.buffer_size} must be >= 1")
+
+    def replay_fraction(self):
+        return 0.5
