@@ -50,6 +50,8 @@ class DataConfig:
     root: Optional[str] = None
     image_size: int = 28
     channels: int = 1
+    scale: str = "symmetric"    # images in [-1, 1] ("symmetric") or [0, 1] ("unit")
+    cache: bool = True          # the whole set as one tensor on the device, or a DataLoader per step
     # seed of the data itself (mixture samples, MNIST shuffle), independent of the training seed
     data_seed: int = 0
 
@@ -60,15 +62,21 @@ class DataConfig:
         _check_range("data.std", self.std, 0, low_open=True)
         _check_range("data.image_size", self.image_size, 4)
         _check_choice("data.channels", self.channels, (1, 3))
+        _check_choice("data.scale", self.scale, ("symmetric", "unit"))
         if self.name == "image_folder" and not self.root:
             raise ConfigError("data.root is required with data=image_folder (a folder of images)")
+
+
+NORMS = ("none", "batch_norm", "layer_norm", "instance_norm", "virtual_batch_norm", "reference_batch_norm")
 
 
 @dataclass
 class ModelConfig:
     name: str = "mlp"
     z_dim: int = 2
+    latent: str = "gaussian"          # z ~ N(0, I) ("spherical") or U(-1, 1)
     activation: str = "leaky_relu"
+    output: str = "tanh"              # image G output: tanh for data in [-1, 1], sigmoid for [0, 1]
     # mlp
     g_hidden: int = 128
     d_hidden: int = 128
@@ -77,16 +85,42 @@ class ModelConfig:
     # dcgan: channels of the widest layer next to the image
     g_channels: int = 64
     d_channels: int = 64
-    batch_norm_g: bool = True
-    batch_norm_d: bool = True
+    g_width: float = 1.0              # capacity multipliers on hidden units / channels
+    d_width: float = 1.0
+    norm_g: str = "none"
+    norm_d: str = "none"
     bn_momentum: float = 0.1
+    reference_batch_size: int = 64    # virtual / reference batch norm
+    init: str = "default"             # default (PyTorch's), orthogonal, dcgan
+    downsample: str = "strided"       # D: strided conv, avg_pool or max_pool
+    upsample: str = "conv_transpose"  # G: conv_transpose, pixel_shuffle or nearest (+ conv)
+    d_batches: str = "separate"       # D sees real and fake as separate batches, or one mixed batch
+    d_dropout: float = 0.0
+    g_dropout: float = 0.0            # kept on when sampling too (pix2pix)
+    g_layer_noise: float = 0.0        # std of Gaussian noise added after every G layer (training only)
+    skip_z: bool = False              # z split into chunks fed to every G block (BigGAN)
+    maxout_pieces: int = 5            # gan2014
 
     def __post_init__(self) -> None:
-        _check_choice("model.name", self.name, ("mlp", "dcgan"))
+        _check_choice("model.name", self.name, ("mlp", "dcgan", "gan2014"))
+        _check_choice("model.latent", self.latent, ("gaussian", "uniform"))
         _check_choice("model.activation", self.activation, ("leaky_relu", "relu"))
-        for key in ("z_dim", "g_hidden", "d_hidden", "g_layers", "d_layers", "g_channels", "d_channels"):
+        _check_choice("model.output", self.output, ("tanh", "sigmoid"))
+        _check_choice("model.norm_g", self.norm_g, NORMS)
+        _check_choice("model.norm_d", self.norm_d, NORMS)
+        _check_choice("model.init", self.init, ("default", "orthogonal", "dcgan"))
+        _check_choice("model.downsample", self.downsample, ("strided", "avg_pool", "max_pool"))
+        _check_choice("model.upsample", self.upsample, ("conv_transpose", "pixel_shuffle", "nearest"))
+        _check_choice("model.d_batches", self.d_batches, ("separate", "mixed"))
+        for key in ("z_dim", "g_hidden", "d_hidden", "g_layers", "d_layers", "g_channels", "d_channels",
+                    "reference_batch_size", "maxout_pieces"):
             _check_range(f"model.{key}", getattr(self, key), 1)
+        _check_range("model.g_width", self.g_width, 0, low_open=True)
+        _check_range("model.d_width", self.d_width, 0, low_open=True)
         _check_range("model.bn_momentum", self.bn_momentum, 0, 1)
+        _check_range("model.d_dropout", self.d_dropout, 0, 1, high_open=True)
+        _check_range("model.g_dropout", self.g_dropout, 0, 1, high_open=True)
+        _check_range("model.g_layer_noise", self.g_layer_noise, 0)
 
 
 LOSS_NAMES = ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan")
@@ -161,8 +195,12 @@ class MetricsConfig:
     every: int = 500            # evaluate raw and EMA G every N iterations (0: only at the end)
     n_samples: int = 2500       # PacGAN protocol
     hq_sigmas: float = 3.0      # a sample is high quality within this many std of its nearest mode
+    interpolation: str = "slerp"  # latent interpolation grids of image runs: slerp or lerp
+    primary: str = "raw"        # the generator a report compares first: raw or ema
 
     def __post_init__(self) -> None:
+        _check_choice("metrics.interpolation", self.interpolation, ("slerp", "lerp"))
+        _check_choice("metrics.primary", self.primary, ("raw", "ema"))
         _check_range("metrics.every", self.every, 0)
         _check_range("metrics.n_samples", self.n_samples, 1)
         _check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)

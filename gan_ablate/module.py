@@ -15,8 +15,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gan_ablate.config import OptimizerConfig, TrainConfig
+from gan_ablate.data.base import LoaderBatches, TensorBatches
 from gan_ablate.losses import build_loss
 from gan_ablate.nets import build_nets
+from gan_ablate.nets.layers import WithReferenceBatch, sample_latent
 from gan_ablate.tricks import HookChain, StepContext, build_tricks
 
 _MASK64 = (1 << 64) - 1
@@ -63,7 +65,7 @@ class GANModule(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
-        self.G, self.D = build_nets(cfg.model, sample_shape)
+        self.G, self.D = build_nets(cfg.model, sample_shape, seed=cfg.seed)
         self.loss = build_loss(cfg.loss)
         self.tricks = build_tricks(cfg.trick, cfg)
         self.hooks = HookChain([self.loss, *self.tricks])
@@ -76,11 +78,10 @@ class GANModule(pl.LightningModule):
 
     # -- sampling --------------------------------------------------------------------------------
     def sample_z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.z_dim, device=self.device)
+        return sample_latent(n, self.cfg.model.z_dim, self.cfg.model.latent, device=self.device)
 
     def real_batch(self) -> torch.Tensor:
-        idx = torch.randint(self.real_data.shape[0], (self.cfg.data.batch_size,), device=self.real_data.device)
-        return self.real_data[idx]
+        return self.draw_real()
 
     def ema_generator(self) -> nn.Module:
         return self.G_ema.module
@@ -90,8 +91,16 @@ class GANModule(pl.LightningModule):
         return (build_optimizer(self.cfg.optim.g, self.G.parameters()),
                 build_optimizer(self.cfg.optim.d, self.D.parameters()))
 
+    def attach_data(self, data: torch.Tensor) -> None:
+        """The whole training set, on the training device; fixes D's reference batch if it has one."""
+        self.real_data = data
+        bs = self.cfg.data.batch_size
+        self.draw_real = TensorBatches(data, bs) if self.cfg.data.cache else LoaderBatches(data, bs, self.cfg.seed)
+        if isinstance(self.D, WithReferenceBatch):
+            self.D.set_reference(data)
+
     def on_fit_start(self) -> None:
-        self.real_data = self.trainer.datamodule.data.to(self.device)
+        self.attach_data(self.trainer.datamodule.data.to(self.device))
 
     def training_step(self, batch, batch_idx):
         it = self.iteration
@@ -130,9 +139,7 @@ class GANModule(pl.LightningModule):
         real = self.real_batch()
         with torch.no_grad():
             fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.shape[0])), ctx)
-        # real and fake go through D as separate batches (ganhacks #4)
-        real_logits = self.D(self.hooks.d_input(real, ctx))
-        fake_logits = self.D(self.hooks.d_input(fake, ctx))
+        real_logits, fake_logits = self.d_logits(self.hooks.d_input(real, ctx), self.hooks.d_input(fake, ctx))
         real_t, fake_t = self.hooks.d_targets(torch.ones_like(real_logits), torch.zeros_like(fake_logits), ctx)
         loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t) + self.hooks.d_penalty(self, real, fake, ctx)
         opt.zero_grad(set_to_none=True)
@@ -143,6 +150,12 @@ class GANModule(pl.LightningModule):
         opt.step()
         self.hooks.after_d_step(self, ctx)
         return loss
+
+    def d_logits(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.model.d_batches == "separate":  # all-real and all-fake batches (ganhacks #4)
+            return self.D(real), self.D(fake)
+        logits = self.D(torch.cat([real, fake]))
+        return logits[: len(real)], logits[len(real):]
 
     def generator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
         fake = self.G(self.sample_z(self.cfg.data.batch_size))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 
@@ -22,6 +23,7 @@ from gan_ablate.data.toy import MixtureDataModule
 from gan_ablate.metrics.modes import ModeEvaluator
 from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
+from gan_ablate.nets.layers import sample_latent
 from gan_ablate.plots import plot_images, plot_points
 from gan_ablate.record import RunRecord
 from gan_ablate.tricks import build_tricks
@@ -89,16 +91,19 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
 
 
 def build_evaluation(settings: TrainConfig, dm, run_dir: Path) -> EvaluationCallback:
-    m = settings.metrics
+    m, model = settings.metrics, settings.model
+    n = m.n_samples if isinstance(dm, MixtureDataModule) else 64
+    # a fixed latent batch, from the run's seed but not from the training stream
+    z = sample_latent(n, model.z_dim, model.latent, generator=torch.Generator().manual_seed(settings.seed))
     if isinstance(dm, MixtureDataModule):
         modes = dm.modes()
-        evaluator = ModeEvaluator(modes, settings.data.std, m.n_samples, settings.model.z_dim,
-                                  seed=settings.seed, hq_sigmas=m.hq_sigmas)
+        evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas)
         plot = lambda s, p, title: plot_points(s, p, title, modes=modes)  # noqa: E731
     else:
-        evaluator = ImageSampler(64, settings.model.z_dim, seed=settings.seed)
+        evaluator = ImageSampler(z)
         plot = plot_images
-    return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot)
+    return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot,
+                              interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation)
 
 
 def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> RunRecord:

@@ -33,7 +33,7 @@ def make_module(*overrides: str, data=None) -> GANModule:
     settings = validate(make_cfg(*overrides))
     dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
     module = GANModule(settings, dm.sample_shape)
-    module.real_data = dm.data if data is None else data
+    module.attach_data(dm.data if data is None else data)
     return module
 
 

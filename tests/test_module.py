@@ -52,7 +52,7 @@ def test_grad_norms_equal_clip_grad_norm_figure():
     expected = torch.nn.utils.clip_grad_norm_(module.D.parameters(), max_norm=float("inf"))
     assert norms["grad_norm/d"].item() == pytest.approx(expected.item(), rel=1e-6)
     layers = {k for k in norms if k != "grad_norm/d"}
-    assert layers == {"grad_norm/d/net.0", "grad_norm/d/net.2", "grad_norm/d/net.4", "grad_norm/d/net.6"}
+    assert layers == {"grad_norm/d/features.0", "grad_norm/d/features.2", "grad_norm/d/features.4", "grad_norm/d/head"}
     # per-layer norms add up (in squares) to the total
     total_sq = sum(norms[k].item() ** 2 for k in layers)
     assert total_sq == pytest.approx(expected.item() ** 2, rel=1e-5)
@@ -118,7 +118,7 @@ def test_evaluation_between_steps_does_not_change_training():
     plain, evaluated = make_module(), make_module()
     evaluated.load_state_dict(plain.state_dict())
     run_steps(plain, 4)
-    cb = EvaluationCallback(ModeEvaluator(ring_modes(), 0.01, 100, 2, seed=0), every=2)
+    cb = EvaluationCallback(ModeEvaluator(ring_modes(), 0.01, torch.randn(100, 2)), every=2)
     for _ in range(2):
         run_steps(evaluated, 2)
         torch.rand(3)  # evaluation-like draws from the global stream

@@ -8,6 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from gan_ablate.interpolation import interpolation_grid
+
 
 class eval_mode:
     """Puts a net in eval mode inside the block and restores its previous mode afterwards."""
@@ -25,9 +27,10 @@ class eval_mode:
 
 class EvaluationCallback(pl.Callback):
     def __init__(self, evaluator, every: int, sample_dir: Path | None = None,
-                 plot: Callable | None = None):
+                 plot: Callable | None = None, interpolation: str | None = None):
         self.evaluator, self.every = evaluator, every
         self.sample_dir, self.plot = sample_dir, plot
+        self.interpolation = interpolation  # slerp/lerp: an interpolation grid with the final samples
         self.history: list[dict] = []
         self.final: dict = {}
         self._last_iteration = -1
@@ -38,8 +41,9 @@ class EvaluationCallback(pl.Callback):
             result = {}
             samples = {}
             for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
-                with eval_mode(net):
-                    samples[name] = self.evaluator.samples(net, pl_module.device)
+                z = pl_module.hooks.eval_latent(self.evaluator.z.to(pl_module.device))
+                with eval_mode(net), torch.no_grad():
+                    samples[name] = net(z)
                 result[name] = self.evaluator.score(samples[name])
         it = pl_module.iteration
         self._last_iteration = it
@@ -64,3 +68,17 @@ class EvaluationCallback(pl.Callback):
         if self._last_iteration != pl_module.iteration:
             self.evaluate(pl_module)
         self.final = {k: v for k, v in self.history[-1].items() if k != "iteration"}
+        if self.interpolation and self.plot is not None and self.sample_dir is not None:
+            self.plot_interpolation(pl_module)
+
+    def plot_interpolation(self, pl_module) -> Path:
+        z = interpolation_grid(self.evaluator.z.to(pl_module.device), self.interpolation)
+        samples = {}
+        with torch.random.fork_rng(devices=[]):
+            for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
+                with eval_mode(net), torch.no_grad():
+                    samples[name] = net(z).cpu()
+        self.sample_dir.mkdir(parents=True, exist_ok=True)
+        path = self.sample_dir / f"{self.interpolation}_{pl_module.iteration:07d}.png"
+        self.plot(samples, path, title=f"{self.interpolation} interpolation, iteration {pl_module.iteration}")
+        return path

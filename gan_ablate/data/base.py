@@ -53,3 +53,34 @@ class TensorDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(IterationNumbers(self.first_iteration, self.max_steps), batch_size=None,
                           shuffle=False, num_workers=0)
+
+
+class TensorBatches:
+    """Real batches sliced from the data tensor at indices drawn from torch's (per-iteration seeded)
+    RNG, on the data's device: no loader work, and addressable by (seed, iteration)."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int):
+        self.data, self.batch_size = data, batch_size
+
+    def __call__(self) -> torch.Tensor:
+        return self.data[torch.randint(self.data.shape[0], (self.batch_size,), device=self.data.device)]
+
+
+class LoaderBatches:
+    """The uncached path (data.cache=false): a shuffling DataLoader collating samples one by one."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int):
+        from torch.utils.data import TensorDataset
+
+        self.device = data.device
+        self.loader = DataLoader(TensorDataset(data.cpu()), batch_size=batch_size, shuffle=True, drop_last=True,
+                                 generator=torch.Generator().manual_seed(seed))
+        self.iterator = iter(self.loader)
+
+    def __call__(self) -> torch.Tensor:
+        try:
+            (batch,) = next(self.iterator)
+        except StopIteration:
+            self.iterator = iter(self.loader)
+            (batch,) = next(self.iterator)
+        return batch.to(self.device, non_blocking=True)

@@ -12,9 +12,10 @@ from gan_ablate.data.base import TensorDataModule
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def to_unit_range(images: np.ndarray, max_value: float) -> torch.Tensor:
-    """Pixels in [0, max_value] -> float32 in [-1, 1] (ganhacks #1)."""
-    return torch.from_numpy(images.astype(np.float32) / max_value * 2.0 - 1.0)
+def scale_pixels(images: np.ndarray, max_value: float, scale: str) -> torch.Tensor:
+    """Pixels in [0, max_value] -> float32 in [-1, 1] (ganhacks #1), or in [0, 1] for scale="unit"."""
+    unit = images.astype(np.float32) / max_value
+    return torch.from_numpy(unit if scale == "unit" else unit * 2.0 - 1.0)
 
 
 class DigitsDataModule(TensorDataModule):
@@ -23,7 +24,7 @@ class DigitsDataModule(TensorDataModule):
     def load(self):
         from sklearn.datasets import load_digits
         d = load_digits()
-        return to_unit_range(d.images[:, None], 16.0), torch.from_numpy(d.target).long()
+        return scale_pixels(d.images[:, None], 16.0, self.cfg.scale), torch.from_numpy(d.target).long()
 
 
 class MnistDataModule(TensorDataModule):
@@ -34,7 +35,7 @@ class MnistDataModule(TensorDataModule):
         x, y = mnist_data()
         order = np.random.default_rng(self.cfg.data_seed).permutation(len(x))
         x, y = x[order].reshape(-1, 1, 28, 28), y[order]
-        return to_unit_range(x, 255.0), torch.from_numpy(y).long()
+        return scale_pixels(x, 255.0, self.cfg.scale), torch.from_numpy(y).long()
 
 
 class ImageFolderDataModule(TensorDataModule):
@@ -58,5 +59,4 @@ class ImageFolderDataModule(TensorDataModule):
             with Image.open(f) as im:
                 im = TF.center_crop(TF.resize(im.convert(mode), size), [size, size])
                 tensors.append(TF.pil_to_tensor(im))
-        x = torch.stack(tensors).float() / 255.0 * 2.0 - 1.0
-        return x, None
+        return scale_pixels(torch.stack(tensors).numpy(), 255.0, self.cfg.scale), None

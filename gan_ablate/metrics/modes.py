@@ -9,7 +9,6 @@ from __future__ import annotations
 
 
 import torch
-from torch import nn
 
 
 def mode_metrics(samples: torch.Tensor, modes: torch.Tensor, std: float, hq_sigmas: float = 3.0) -> dict:
@@ -29,19 +28,12 @@ def mode_metrics(samples: torch.Tensor, modes: torch.Tensor, std: float, hq_sigm
 
 
 class ModeEvaluator:
-    """Evaluates a generator on a fixed set of latent vectors (drawn once from the run's seed)."""
+    """Scores generated points on the mixture's modes; `z` is the fixed latent batch to evaluate on."""
 
     extractor = "mode_metrics"
 
-    def __init__(self, modes: torch.Tensor, std: float, n_samples: int, z_dim: int, seed: int,
-                 hq_sigmas: float = 3.0):
-        self.modes, self.std, self.hq_sigmas = modes, std, hq_sigmas
-        self.z = torch.randn(n_samples, z_dim, generator=torch.Generator().manual_seed(seed))
-        self.n_modes = modes.shape[0]
-
-    @torch.no_grad()
-    def samples(self, generator: nn.Module, device: torch.device) -> torch.Tensor:
-        return generator(self.z.to(device)).flatten(1)
+    def __init__(self, modes: torch.Tensor, std: float, z: torch.Tensor, hq_sigmas: float = 3.0):
+        self.modes, self.std, self.z, self.hq_sigmas = modes, std, z, hq_sigmas
 
     def score(self, samples: torch.Tensor) -> dict:
-        return mode_metrics(samples, self.modes, self.std, self.hq_sigmas)
+        return mode_metrics(samples.flatten(1), self.modes, self.std, self.hq_sigmas)

@@ -1,42 +1,68 @@
-"""MLPs for low-dimensional data (the 2-D mixtures)."""
+"""MLPs for low-dimensional data (the 2-D mixtures), and the original GAN's maxout nets."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from gan_ablate.config import ModelConfig
-from gan_ablate.nets.layers import activation
+from gan_ablate.nets.layers import Maxout, activation, hidden_extras, make_norm
 
 
-def _mlp(sizes: list[int], act: str, batch_norm: bool, bn_momentum: float, bn_from: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            if batch_norm and i >= bn_from:
-                layers.append(nn.BatchNorm1d(b, momentum=bn_momentum))
-            layers.append(activation(act))
-    return nn.Sequential(*layers)
+def _width(base: int, mult: float) -> int:
+    return max(1, int(round(base * mult)))
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, cfg: ModelConfig, out_dim: int, out_shape: tuple[int, ...] | None = None):
+    """z -> hidden layers -> a point (linear output: the mixtures are not bounded to [-1, 1]).
+
+    With skip_z, z is split into one chunk per layer and each hidden layer also reads its chunk."""
+
+    def __init__(self, cfg: ModelConfig, out_dim: int, out_shape: tuple[int, ...]):
         super().__init__()
-        self.z_dim = cfg.z_dim
-        self.out_shape = tuple(out_shape or (out_dim,))
-        sizes = [cfg.z_dim] + [cfg.g_hidden] * cfg.g_layers + [out_dim]
-        self.net = _mlp(sizes, cfg.activation, cfg.batch_norm_g, cfg.bn_momentum, bn_from=0)
+        self.z_dim, self.out_shape, self.skip_z = cfg.z_dim, tuple(out_shape), cfg.skip_z
+        hidden = _width(cfg.g_hidden, cfg.g_width)
+        n_in = cfg.g_layers + 1
+        chunks = [len(c) for c in torch.arange(cfg.z_dim).tensor_split(n_in)] if cfg.skip_z else [cfg.z_dim] + [0] * cfg.g_layers
+        self.chunk_sizes = chunks
+        self.blocks = nn.ModuleList()
+        width_in = chunks[0]
+        for i in range(cfg.g_layers):
+            layers: list[nn.Module] = [nn.Linear(width_in, hidden)]
+            norm = make_norm(cfg.norm_g, hidden, conv=False, momentum=cfg.bn_momentum)
+            layers += [norm] if norm is not None else []
+            layers += [activation(cfg.activation), *hidden_extras(cfg, "g")]
+            self.blocks.append(nn.Sequential(*layers))
+            width_in = hidden + chunks[i + 1]
+        self.out = nn.Linear(width_in, out_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(-1, *self.out_shape)
+        parts = z.split(self.chunk_sizes, dim=1)
+        h = parts[0]
+        for block, extra in zip(self.blocks, parts[1:]):
+            h = torch.cat([block(h), extra], dim=1) if extra.shape[1] else block(h)
+        return self.out(h).view(-1, *self.out_shape)
 
 
 class MLPDiscriminator(nn.Module):
+    """point -> hidden layers (`features`) -> one logit (`head`); maxout units for gan2014."""
+
     def __init__(self, cfg: ModelConfig, in_dim: int):
         super().__init__()
-        sizes = [in_dim] + [cfg.d_hidden] * cfg.d_layers + [1]
-        # no batch norm on D's first layer (DCGAN guideline)
-        self.net = _mlp(sizes, cfg.activation, cfg.batch_norm_d, cfg.bn_momentum, bn_from=1)
+        hidden = _width(cfg.d_hidden, cfg.d_width)
+        layers: list[nn.Module] = []
+        width_in = in_dim
+        for i in range(cfg.d_layers):
+            if cfg.name == "gan2014":
+                layers.append(Maxout(width_in, hidden, cfg.maxout_pieces))
+            else:
+                layers.append(nn.Linear(width_in, hidden))
+                norm = make_norm(cfg.norm_d, hidden, conv=False, momentum=cfg.bn_momentum) if i > 0 else None
+                layers += [norm] if norm is not None else []  # no normalisation on D's first layer (DCGAN)
+                layers.append(activation(cfg.activation))
+            layers += hidden_extras(cfg, "d")
+            width_in = hidden
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width_in, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+        return self.head(self.features(x.flatten(1)))

@@ -81,6 +81,10 @@ class Trick:
     def after_iteration(self, gan: "GANModule", ctx: StepContext) -> None:
         """After the EMA update, at the end of the iteration."""
 
+    def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent batch evaluation and sample plots use (truncation acts here)."""
+        return z
+
     # -- resumable state (replay buffers, schedules) -------------------------------------------
     def state_dict(self) -> dict:
         return {}
@@ -118,10 +122,9 @@ def family_choices(settings: Any) -> list[str]:
     """The non-trick choices a trick may conflict with, as `group=option` tokens."""
     if settings is None:
         return []
-    choices = [f"loss={settings.loss.name}"]
-    if settings.model.batch_norm_d:
-        choices.append("norm_d=batch_norm")
-    return choices
+    m = settings.model
+    return [f"loss={settings.loss.name}", f"model={m.name}", f"norm_d={m.norm_d}", f"norm_g={m.norm_g}",
+            f"d_batches={m.d_batches}"]
 
 
 def build_tricks(trick_cfg: dict[str, Any], settings: Any = None) -> list[Trick]:
@@ -199,6 +202,11 @@ class HookChain:
     def after_iteration(self, gan, ctx):
         for t in self.tricks:
             t.after_iteration(gan, ctx)
+
+    def eval_latent(self, z):
+        for t in self.tricks:
+            z = t.eval_latent(z)
+        return z
 
     def state_dict(self) -> dict:
         return {t.name: t.state_dict() for t in self.tricks}
