@@ -109,23 +109,27 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         every = self.cfg.monitor.grad_norm_every
         measure = every > 0 and it % every == 0
-        logs: dict[str, torch.Tensor] = {}
+        logs: dict[str, torch.Tensor] | None = {} if measure else None
 
-        for k in range(self.cfg.optim.n_critic):
-            d_loss = self.discriminator_step(opt_d, ctx, logs if measure and k == 0 else None)
-        extra = 0
-        while self.hooks.repeat_d_step(d_loss, extra, ctx):
-            d_loss = self.discriminator_step(opt_d, ctx, None)
-            extra += 1
-        for k in range(self.cfg.optim.g_steps):
-            g_loss = self.generator_step(opt_g, ctx, logs if measure and k == 0 else None)
+        d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step, ctx, logs)
+        g_loss = self.updates(self.generator_step, opt_g, self.cfg.optim.g_steps, self.hooks.repeat_g_step, ctx, logs)
         self.update_ema(it)
         self.hooks.after_iteration(self, ctx)
         self.iteration = it + 1
 
         if it % self.cfg.trainer.log_every_n_steps == 0:
-            logs.update({"loss/d": d_loss.detach(), "loss/g": g_loss.detach()})
-            self.log_scalars(logs, it)
+            self.log_scalars({**(logs or {}), "loss/d": d_loss.detach(), "loss/g": g_loss.detach()}, it)
+
+    def updates(self, step, opt, scheduled: int, repeat, ctx: StepContext, logs: dict | None) -> torch.Tensor:
+        """`scheduled` updates of one net (gradient norms measured on the first), then more while a
+        trick asks for them (loss balancing)."""
+        for k in range(scheduled):
+            loss = step(opt, ctx, logs if k == 0 else None)
+        extra = 0
+        while repeat(loss, extra, ctx):
+            loss = step(opt, ctx, None)
+            extra += 1
+        return loss
 
     def log_scalars(self, metrics: dict[str, torch.Tensor], step: int) -> None:
         """Send to every logger with one host sync for all values (not one per value)."""
@@ -160,7 +164,7 @@ class GANModule(pl.LightningModule):
     def generator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
         fake = self.G(self.sample_z(self.cfg.data.batch_size))
         fake_logits = self.D(self.hooks.d_input(fake, ctx))
-        loss = self.loss.g_loss(fake_logits) + self.hooks.g_penalty(self, fake, ctx)
+        loss = self.hooks.g_objective(self.loss.g_loss(fake_logits), self, fake, ctx) + self.hooks.g_penalty(self, fake, ctx)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if logs is not None:

@@ -62,6 +62,10 @@ class Trick:
         """A term added to G's loss."""
         return 0.0
 
+    def g_objective(self, loss: torch.Tensor, gan: "GANModule", fake: torch.Tensor, ctx: StepContext):
+        """G's whole loss, for tricks that replace the adversarial objective (feature matching)."""
+        return loss
+
     def before_d_step(self, gan: "GANModule", ctx: StepContext) -> None:
         """D's gradients are computed (and measured); its optimiser has not stepped yet."""
 
@@ -77,6 +81,10 @@ class Trick:
 
     def after_g_step(self, gan: "GANModule", ctx: StepContext) -> None:
         """After each G optimiser step."""
+
+    def repeat_g_step(self, g_loss: torch.Tensor, extra: int, ctx: StepContext) -> bool:
+        """Asked after the scheduled G updates: True for one more G update."""
+        return False
 
     def after_iteration(self, gan: "GANModule", ctx: StepContext) -> None:
         """After the EMA update, at the end of the iteration."""
@@ -180,6 +188,11 @@ class HookChain:
     def g_penalty(self, gan, fake, ctx):
         return sum((t.g_penalty(gan, fake, ctx) for t in self.tricks), 0.0)
 
+    def g_objective(self, loss, gan, fake, ctx):
+        for t in self.tricks:
+            loss = t.g_objective(loss, gan, fake, ctx)
+        return loss
+
     def before_d_step(self, gan, ctx):
         for t in self.tricks:
             t.before_d_step(gan, ctx)
@@ -198,6 +211,9 @@ class HookChain:
     def after_g_step(self, gan, ctx):
         for t in self.tricks:
             t.after_g_step(gan, ctx)
+
+    def repeat_g_step(self, g_loss, extra, ctx) -> bool:
+        return any(t.repeat_g_step(g_loss, extra, ctx) for t in self.tricks)
 
     def after_iteration(self, gan, ctx):
         for t in self.tricks:
