@@ -65,6 +65,7 @@ class GANModule(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
+        self.sample_shape = tuple(sample_shape)
         self.G, self.D = build_nets(cfg.model, sample_shape, seed=cfg.seed)
         self.loss = build_loss(cfg.loss)
         self.tricks = build_tricks(cfg.trick, cfg)

@@ -136,3 +136,22 @@ class HistoricalAveraging(Trick):
     def load_state_dict(self, state):
         for net, h in (("d", self.d_history), ("g", self.g_history)):
             h.mean, h.count = state[net]["mean"], state[net]["count"]
+
+
+@register
+class FeatureMatching(Trick):
+    """G matches the mean of D's last hidden features on real data (Salimans et al. 2016, sec. 3.1):
+    G's loss becomes ||E f(x) - E f(G(z))||^2 (plus the adversarial loss with keep_adversarial)."""
+    name = "feature_matching"
+    conflicts = ("norm_d=virtual_batch_norm", "norm_d=reference_batch_norm")
+
+    @dataclass
+    class Params:
+        keep_adversarial: bool = False
+
+    def g_objective(self, loss, gan, fake, ctx):
+        features = getattr(gan.D, "features")
+        with torch.no_grad():
+            real_mean = features(gan.real_batch()).mean(dim=0)
+        matching = (real_mean - features(fake).mean(dim=0)).pow(2).sum()
+        return matching + loss if self.params.keep_adversarial else matching

@@ -1,0 +1,140 @@
+"""Tricks that change a net's structure: minibatch discrimination, several generators, VAE-GAN."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan_ablate.config import ConfigError
+from gan_ablate.tricks.base import Trick, register
+
+
+def _inner(net: nn.Module) -> nn.Module:
+    return getattr(net, "net", net)  # through WithReferenceBatch
+
+
+class MinibatchDiscriminationLayer(nn.Module):
+    """Salimans et al. 2016, sec. 3.2: M = f T (N x B x C); o(x_i)_b = sum_j exp(-||M_ib - M_jb||_1);
+    the output is [f, o]. o_b is at most N, reached when every sample of the batch is identical."""
+
+    def __init__(self, in_features: int, kernels: int, kernel_dim: int):
+        super().__init__()
+        self.kernels, self.kernel_dim = kernels, kernel_dim
+        self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        m = (f @ self.T).view(-1, self.kernels, self.kernel_dim)
+        l1 = (m[:, None] - m[None]).abs().sum(dim=-1)             # (N, N, B)
+        return torch.cat([f, torch.exp(-l1).sum(dim=1)], dim=1)
+
+
+@register
+class MinibatchDiscrimination(Trick):
+    """D's head also sees how close each sample's features are to the rest of its batch."""
+    name = "minibatch_discrimination"
+    # per-sample gradient penalties assume D scores samples independently (modification log 000)
+    conflicts = ("wgan_gp", "gradient_penalty", "loss=wgan_gp", "norm_d=virtual_batch_norm",
+                 "norm_d=reference_batch_norm")
+
+    @dataclass
+    class Params:
+        kernels: int = 32
+        kernel_dim: int = 8
+
+        def __post_init__(self):
+            if self.kernels < 1 or self.kernel_dim < 1:
+                raise ConfigError("kernels and kernel_dim must be >= 1")
+
+    def setup(self, gan):
+        d = _inner(gan.D)
+        in_features = d.head.in_features
+        d.head = nn.Sequential(MinibatchDiscriminationLayer(in_features, self.params.kernels, self.params.kernel_dim),
+                               nn.Linear(in_features + self.params.kernels, 1))
+
+
+class MultiGenerator(nn.Module):
+    """k generators; each sample comes from one picked uniformly at random."""
+
+    def __init__(self, generators: list[nn.Module]):
+        super().__init__()
+        self.generators = nn.ModuleList(generators)
+        self.z_dim = getattr(generators[0], "z_dim", None)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        which = torch.randint(len(self.generators), (z.shape[0],), device=z.device)
+        outs = torch.stack([g(z) for g in self.generators])        # (k, N, ...)
+        index = which.view(1, -1, *([1] * (outs.dim() - 2))).expand(1, *outs.shape[1:])
+        return outs.gather(0, index)[0]
+
+
+def reinitialise(net: nn.Module) -> nn.Module:
+    for m in net.modules():
+        if hasattr(m, "reset_parameters") and m is not net:
+            m.reset_parameters()
+    return net
+
+
+@register
+class MultiGeneratorTrick(Trick):
+    """A mixture of k generators (MGAN, Hoang et al. 2018; "How to improve GAN")."""
+    name = "multi_generator"
+
+    @dataclass
+    class Params:
+        k: int = 3
+
+        def __post_init__(self):
+            if self.k < 2:
+                raise ConfigError(f"k={self.k} must be >= 2")
+
+    def setup(self, gan):
+        gan.G = MultiGenerator([gan.G] + [reinitialise(copy.deepcopy(gan.G)) for _ in range(self.params.k - 1)])
+
+
+class VAEGANGenerator(nn.Module):
+    """G as the decoder of a VAE: an encoder maps data to q(z|x); forward(z) is plain G."""
+
+    def __init__(self, decoder: nn.Module, data_shape: tuple[int, ...], z_dim: int, hidden: int):
+        super().__init__()
+        self.decoder, self.z_dim = decoder, z_dim
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(data_shape), hidden), nn.LeakyReLU(0.2),
+                                     nn.Linear(hidden, 2 * z_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over dimensions, averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+@register
+class VAEGAN(Trick):
+    """The "KL + GAN / VAE + GAN" hybrid (ganhacks #8; Larsen et al. 2016): G's loss also gets
+    kl_weight * KL(q(z|x) || p(z)) + recon_weight * ||G(z ~ q(z|x)) - x||^2 on a real batch."""
+    name = "vae_gan"
+
+    @dataclass
+    class Params:
+        kl_weight: float = 1.0
+        recon_weight: float = 1.0
+        hidden: int = 128
+
+    def setup(self, gan):
+        gan.G = VAEGANGenerator(gan.G, gan.sample_shape, gan.cfg.model.z_dim, self.params.hidden)
+
+    def g_penalty(self, gan, fake, ctx):
+        x = gan.real_batch()
+        mu, logvar = gan.G.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = F.mse_loss(gan.G(z), x)
+        return self.params.kl_weight * kl_to_standard_normal(mu, logvar) + self.params.recon_weight * recon

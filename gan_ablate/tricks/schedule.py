@@ -1,0 +1,84 @@
+"""Tricks on the order of updates: loss balancing and checkpoint swapping."""
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+
+from gan_ablate.config import ConfigError
+from gan_ablate.tricks.base import Trick, register
+
+
+@register
+class LossBalancing(Trick):
+    """ganhacks #12's discouraged heuristic, kept so it can be ablated: after the scheduled updates,
+    "while lossD > A: train D" and "while lossG > B: train G", at most max_extra times each."""
+    name = "loss_balancing"
+
+    @dataclass
+    class Params:
+        d_threshold: float = 1.5
+        g_threshold: float = 2.0
+        max_extra: int = 5
+
+        def __post_init__(self):
+            if self.max_extra < 0:
+                raise ConfigError(f"max_extra={self.max_extra} must be >= 0")
+
+    def repeat_d_step(self, d_loss, extra, ctx):
+        # .item() syncs with the device: the price of a loss-driven schedule
+        return extra < self.params.max_extra and d_loss.item() > self.params.d_threshold
+
+    def repeat_g_step(self, g_loss, extra, ctx):
+        return extra < self.params.max_extra and g_loss.item() > self.params.g_threshold
+
+
+@register
+class CheckpointSwap(Trick):
+    """Keep snapshots of D (or G) and now and then train against an old one for a few iterations,
+    then put the current one back (Pfau & Vinyals 2016; ganhacks #9)."""
+    name = "checkpoint_swap"
+
+    @dataclass
+    class Params:
+        net: str = "d"
+        snapshot_every: int = 200
+        keep: int = 5
+        swap_every: int = 500
+        duration: int = 10
+
+        def __post_init__(self):
+            if self.net not in ("d", "g"):
+                raise ConfigError(f"net={self.net!r} is not allowed; choose one of: d, g")
+            if min(self.snapshot_every, self.keep, self.swap_every, self.duration) < 1:
+                raise ConfigError("snapshot_every, keep, swap_every and duration must be >= 1")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.snapshots: list[dict] = []
+        self.parked: dict | None = None      # the current weights while an old snapshot trains
+        self.swap_ends_at = -1
+
+    def _net(self, gan):
+        return gan.D if self.params.net == "d" else gan.G
+
+    def after_iteration(self, gan, ctx):
+        done = ctx.iteration + 1
+        net, p = self._net(gan), self.params
+        if self.parked is not None and done >= self.swap_ends_at:
+            net.load_state_dict(self.parked)
+            self.parked = None
+        if self.parked is None and done % p.snapshot_every == 0:
+            self.snapshots = (self.snapshots + [copy.deepcopy(net.state_dict())])[-p.keep:]
+        if self.parked is None and done % p.swap_every == 0 and len(self.snapshots) > 1:
+            self.parked = copy.deepcopy(net.state_dict())
+            # torch's RNG is seeded per iteration; random.Random keeps the choice addressable too
+            old = random.Random(done).randrange(len(self.snapshots) - 1)
+            net.load_state_dict(self.snapshots[old])
+            self.swap_ends_at = done + p.duration
+
+    def state_dict(self):
+        return {"snapshots": self.snapshots, "parked": self.parked, "swap_ends_at": self.swap_ends_at}
+
+    def load_state_dict(self, state):
+        self.snapshots, self.parked, self.swap_ends_at = state["snapshots"], state["parked"], state["swap_ends_at"]

@@ -1,0 +1,131 @@
+"""Mechanism tests of the tricks that change nets, latents, objectives or the update schedule."""
+import pytest
+import torch
+from conftest import make_cfg, make_module
+from helpers import run_steps
+
+from gan_ablate.config import validate
+from gan_ablate.tricks import StepContext, build_tricks
+from gan_ablate.tricks.architecture import MinibatchDiscriminationLayer, MultiGenerator, kl_to_standard_normal
+from gan_ablate.tricks.latent import truncate
+
+
+def ctx(iteration=0, max_steps=100):
+    return StepContext(iteration=iteration, max_steps=max_steps)
+
+
+def test_minibatch_features_peak_for_identical_samples_and_shape():
+    layer = MinibatchDiscriminationLayer(6, kernels=4, kernel_dim=3)
+    f = torch.randn(1, 6).repeat(10, 1)
+    out = layer(f)
+    assert out.shape == (10, 6 + 4)
+    torch.testing.assert_close(out[:, 6:], torch.full((10, 4), 10.0))  # the maximum, N
+    spread = layer(torch.randn(10, 6) * 5)[:, 6:]
+    assert (spread < 10.0).all() and (spread >= 1.0 - 1e-6).all()  # each sample is at distance 0 of itself
+    module = make_module("trick=minibatch_discrimination")
+    assert isinstance(module.D.head[0], MinibatchDiscriminationLayer)
+    run_steps(module, 2)
+
+
+def test_multi_generator_gives_every_generator_gradient():
+    module = make_module("trick=multi_generator", "trick.multi_generator.k=3")
+    assert isinstance(module.G, MultiGenerator) and len(module.G.generators) == 3
+    first = [p.detach().clone() for p in module.G.generators[1].parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(first, module.G.generators[0].parameters()))  # re-initialised
+    torch.manual_seed(0)
+    module.G(torch.randn(64, 2)).pow(2).sum().backward()
+    for g in module.G.generators:
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    run_steps(module, 2)
+
+
+def test_vae_gan_kl_term_has_its_closed_form():
+    mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0_0]])
+    expected = 0.5 * ((1.0 + 1.0 - 1 - 0.0) + (torch.e ** 2 + 0.0 - 1 - 2.0))
+    assert kl_to_standard_normal(mu, logvar).item() == pytest.approx(float(expected), rel=1e-6)
+    assert kl_to_standard_normal(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+    module = make_module("trick=vae_gan")
+    enc_before = [p.detach().clone() for p in module.G.encoder.parameters()]
+    run_steps(module, 3)
+    assert any(not torch.equal(a, b) for a, b in zip(enc_before, module.G.encoder.parameters()))  # trained with G
+
+
+def test_truncation_leaves_no_component_beyond_the_threshold():
+    z = torch.randn(5000, 8) * 3
+    t = truncate(z, 0.5, torch.Generator().manual_seed(1))
+    assert t.abs().max().item() <= 0.5
+    inside = z.abs() <= 0.5
+    assert torch.equal(t[inside], z[inside])  # only the outside components were resampled
+    (trick,) = build_tricks({"truncation": {"threshold": 1.0}})
+    assert trick.eval_latent(z).abs().max() <= 1.0
+
+
+def test_feature_matching_is_zero_when_batches_are_equal():
+    module = make_module("trick=feature_matching")
+    (trick,) = module.tricks
+    x = module.real_data[:32]
+    module.real_batch = lambda: x  # the real batch G is matched against
+    value = trick.g_objective(torch.tensor(5.0), module, x.clone(), ctx())
+    assert value.item() == pytest.approx(0.0, abs=1e-10)
+    value = trick.g_objective(torch.tensor(5.0), module, x + 1.0, ctx())
+    assert value.item() > 1e-4
+    module.tricks[0].params.keep_adversarial = True
+    assert trick.g_objective(torch.tensor(5.0), module, x.clone(), ctx()).item() == pytest.approx(5.0)
+
+
+def test_loss_balancing_adds_updates_only_over_the_threshold():
+    for threshold, expect_extra in [(1e9, False), (-1e9, True)]:
+        module = make_module("trick=loss_balancing", f"trick.loss_balancing.d_threshold={threshold}",
+                             f"trick.loss_balancing.g_threshold={threshold}", "trick.loss_balancing.max_extra=3")
+        opt_g, opt_d = run_steps(module, 2)
+        assert (opt_d.steps, opt_g.steps) == ((8, 8) if expect_extra else (2, 2))
+
+
+def test_checkpoint_swap_trains_an_old_d_then_restores_the_current_one():
+    module = make_module("trick=checkpoint_swap", "trick.checkpoint_swap.snapshot_every=2",
+                         "trick.checkpoint_swap.swap_every=6", "trick.checkpoint_swap.duration=2")
+    (trick,) = module.tricks
+    run_steps(module, 6)  # iterations 0..5: snapshots after 2, 4 and 6 iterations, then the swap
+    assert trick.parked is not None and trick.swap_ends_at == 8
+    current = {k: v.clone() for k, v in trick.parked.items()}
+    swapped_in = module.D.state_dict()
+    assert any(all(torch.equal(swapped_in[k], snap[k]) for k in snap) for snap in trick.snapshots[:-1])
+    assert not all(torch.equal(swapped_in[k], current[k]) for k in current)
+    run_steps(module, 1)  # the old D trains for a while...
+    assert trick.parked is not None
+    run_steps(module, 1)  # ...and after `duration` iterations the current D is back, exactly
+    assert trick.parked is None
+    restored = module.D.state_dict()
+    assert all(torch.equal(restored[k], current[k]) for k in current)
+
+
+def test_presets_set_the_core_values_from_their_parameters():
+    s = validate(make_cfg("trick=[ttur,n_critic,g_steps,large_batch,capacity,ema]", "trick.ttur.lr_d=3e-4",
+                          tiny=False))
+    assert (s.optim.g.lr, s.optim.d.lr) == (1e-4, 3e-4)
+    assert (s.optim.n_critic, s.optim.g_steps, s.data.batch_size) == (5, 2, 1024)
+    assert (s.model.g_width, s.model.d_width, s.metrics.primary) == (1.0, 2.0, "ema")
+    s = validate(make_cfg("data=mnist", "trick=wgan_gp"))
+    assert (s.loss.name, s.optim.n_critic, s.model.norm_d) == ("wgan_gp", 5, "none")
+    s = validate(make_cfg("trick=[d_dropout,g_dropout,layer_noise,skip_z]"))
+    assert (s.model.d_dropout, s.model.g_dropout, s.model.g_layer_noise, s.model.skip_z) == (0.5, 0.5, 0.1, True)
+
+
+def test_n_critic_and_ttur_presets_reach_the_optimisers():
+    module = make_module("trick=[n_critic,ttur]")
+    opt_g, opt_d = run_steps(module, 3)
+    assert (opt_d.steps, opt_g.steps) == (15, 3)
+    assert opt_g.param_groups[0]["lr"] == 1e-4 and opt_d.param_groups[0]["lr"] == 4e-4
+
+
+def test_sgd_d_option():
+    module = make_module("optim=sgd_d")
+    opt_g, opt_d = module.configure_optimizers()
+    assert type(opt_g).__name__ == "Adam" and type(opt_d).__name__ == "SGD"
+
+
+def test_minibatch_discrimination_refused_with_wgan_gp():
+    from gan_ablate.config import ConfigError
+    from gan_ablate.run import check_config
+    with pytest.raises(ConfigError, match="minibatch_discrimination.*conflicts with trick 'wgan_gp'"):
+        check_config(make_cfg("trick=[minibatch_discrimination,wgan_gp]"))
