@@ -123,19 +123,26 @@ class ModelConfig:
         _check_range("model.g_layer_noise", self.g_layer_noise, 0)
 
 
-LOSS_NAMES = ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan")
+LOSS_NAMES = ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan", "relativistic", "dragan",
+              "ebgan", "began")
 
 
 @dataclass
 class LossConfig:
     name: str = "non_saturating"
     clip: float = 0.01          # wgan: weights clipped to [-clip, clip] after each D step
-    gp_weight: float = 10.0     # wgan_gp: lambda
+    gp_weight: float = 10.0     # wgan_gp, dragan: lambda
+    margin: float = 1.0         # ebgan: fakes are pushed to energy >= margin
+    gamma: float = 0.5          # began: diversity ratio E[L(G(z))] / E[L(x)] the k_t control aims at
+    lambda_k: float = 0.001     # began: learning rate of k_t
 
     def __post_init__(self) -> None:
         _check_choice("loss.name", self.name, LOSS_NAMES)
         _check_range("loss.clip", self.clip, 0, low_open=True)
         _check_range("loss.gp_weight", self.gp_weight, 0)
+        _check_range("loss.margin", self.margin, 0, low_open=True)
+        _check_range("loss.gamma", self.gamma, 0, 1)
+        _check_range("loss.lambda_k", self.lambda_k, 0)
 
 
 @dataclass

@@ -5,8 +5,11 @@ penalty) goes through the same hooks as every other trick.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gan_ablate.config import LossConfig
 from gan_ablate.penalties import gradient_penalty
@@ -14,6 +17,8 @@ from gan_ablate.tricks.base import Trick
 
 
 class Loss(Trick):
+    g_uses_real = False  # True: g_loss also needs D's output on a real batch
+
     def __init__(self, cfg: LossConfig):
         super().__init__()
         self.cfg = cfg
@@ -21,7 +26,7 @@ class Loss(Trick):
     def d_loss(self, real_logits, fake_logits, real_t, fake_t) -> torch.Tensor:
         raise NotImplementedError
 
-    def g_loss(self, fake_logits) -> torch.Tensor:
+    def g_loss(self, fake_logits, real_logits=None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -33,7 +38,7 @@ class NonSaturating(Loss):
         return (F.binary_cross_entropy_with_logits(real_logits, real_t)
                 + F.binary_cross_entropy_with_logits(fake_logits, fake_t))
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return F.softplus(-fake_logits).mean()      # -log sigmoid(l)
 
 
@@ -41,7 +46,7 @@ class Minimax(NonSaturating):
     """G minimises log(1 - D(G(z))), the saturating loss of the original paper."""
     name = "minimax"
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return -F.softplus(fake_logits).mean()      # log(1 - sigmoid(l))
 
 
@@ -51,7 +56,7 @@ class LeastSquares(Loss):
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
         return 0.5 * ((real_logits - real_t) ** 2).mean() + 0.5 * ((fake_logits - fake_t) ** 2).mean()
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return 0.5 * ((fake_logits - 1.0) ** 2).mean()
 
 
@@ -61,7 +66,7 @@ class Hinge(Loss):
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
 
 
@@ -72,7 +77,7 @@ class Wasserstein(Loss):
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
         return fake_logits.mean() - real_logits.mean()
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
 
     @torch.no_grad()
@@ -93,8 +98,114 @@ class WassersteinGP(Wasserstein):
         return self.cfg.gp_weight * gradient_penalty(gan.D, real, fake)
 
 
-LOSSES: dict[str, type[Loss]] = {c.name: c for c in (NonSaturating, Minimax, LeastSquares, Hinge,
-                                                     Wasserstein, WassersteinGP)}
+class RelativisticAverage(Loss):
+    """RaGAN (Jolicoeur-Martineau 2019): D asks whether real data is more realistic than the average
+    fake (and fake less than the average real); G the reverse. G needs D's output on real data."""
+    name = "relativistic"
+    g_uses_real = True
+
+    def d_loss(self, real_logits, fake_logits, real_t, fake_t):
+        return (F.binary_cross_entropy_with_logits(real_logits - fake_logits.mean(), real_t)
+                + F.binary_cross_entropy_with_logits(fake_logits - real_logits.mean(), fake_t))
+
+    def g_loss(self, fake_logits, real_logits=None):
+        real_logits = real_logits.detach()
+        return (F.binary_cross_entropy_with_logits(fake_logits - real_logits.mean(), torch.ones_like(fake_logits))
+                + F.binary_cross_entropy_with_logits(real_logits - fake_logits.mean(), torch.zeros_like(real_logits)))
+
+
+def dragan_penalty(critic, real: torch.Tensor) -> torch.Tensor:
+    """E[(||grad D(x_hat)|| - 1)^2] at points x_hat between real data and a perturbation of it
+    (Kodali et al. 2017: x_p = x + 0.5 std(x) U[0, 1])."""
+    real = real.detach()
+    perturbed = real + 0.5 * real.std() * torch.rand_like(real)
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    x_hat = (real + alpha * (perturbed - real)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+class Dragan(NonSaturating):
+    """DRAGAN (Kodali et al. 2017): the non-saturating loss + a gradient penalty around the data."""
+    name = "dragan"
+
+    def d_penalty(self, gan, real, fake, ctx):
+        return self.cfg.gp_weight * dragan_penalty(gan.D, real)
+
+
+class AutoencoderEnergy(nn.Module):
+    """An autoencoder D whose output is each sample's reconstruction error: its energy (N, 1)."""
+
+    def __init__(self, data_shape: tuple[int, ...], hidden: int, norm: str):
+        super().__init__()
+        dim = math.prod(data_shape)
+        code = max(2, hidden // 4)
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(dim, hidden), nn.LeakyReLU(0.2),
+                                      nn.Linear(hidden, code))
+        self.decoder = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(code, hidden), nn.LeakyReLU(0.2),
+                                     nn.Linear(hidden, dim))
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        error = self.decoder(self.features(x)) - x.flatten(1)
+        per_sample = error.pow(2) if self.norm == "l2" else error.abs()
+        return per_sample.mean(dim=1, keepdim=True)
+
+
+class _EnergyLoss(Loss):
+    norm = "l2"
+
+    def setup(self, gan):
+        hidden = gan.cfg.model.d_hidden if len(gan.sample_shape) == 1 else 256
+        gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+
+
+class EnergyBased(_EnergyLoss):
+    """EBGAN (Zhao et al. 2017): D an autoencoder; D minimises E(x) + max(0, margin - E(G(z))),
+    G minimises E(G(z)). The "logits" this loss receives are energies."""
+    name = "ebgan"
+
+    def d_loss(self, real_logits, fake_logits, real_t, fake_t):
+        return real_logits.mean() + F.relu(self.cfg.margin - fake_logits).mean()
+
+    def g_loss(self, fake_logits, real_logits=None):
+        return fake_logits.mean()
+
+
+class BoundaryEquilibrium(_EnergyLoss):
+    """BEGAN (Berthelot et al. 2017): L1 autoencoder D; D minimises L(x) - k_t L(G(z)), G minimises
+    L(G(z)); k_t+1 = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1) after every D update."""
+    name = "began"
+    norm = "l1"
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__(cfg)
+        self.k = torch.zeros(())
+        self.last_energies: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def d_loss(self, real_logits, fake_logits, real_t, fake_t):
+        real_energy, fake_energy = real_logits.mean(), fake_logits.mean()
+        self.last_energies = (real_energy.detach(), fake_energy.detach())
+        return real_energy - self.k.to(real_energy.device) * fake_energy
+
+    def g_loss(self, fake_logits, real_logits=None):
+        return fake_logits.mean()
+
+    def after_d_step(self, gan, ctx):
+        real_energy, fake_energy = self.last_energies
+        # a tensor update: no host sync
+        self.k = (self.k.to(real_energy.device) + self.cfg.lambda_k * (self.cfg.gamma * real_energy - fake_energy)).clamp(0.0, 1.0)
+
+    def state_dict(self):
+        return {"k": self.k}
+
+    def load_state_dict(self, state):
+        self.k = state["k"]
+
+
+LOSSES: dict[str, type[Loss]] = {c.name: c for c in (NonSaturating, Minimax, LeastSquares, Hinge, Wasserstein,
+                                                     WassersteinGP, RelativisticAverage, Dragan, EnergyBased,
+                                                     BoundaryEquilibrium)}
 
 
 def build_loss(cfg: LossConfig) -> Loss:

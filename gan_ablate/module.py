@@ -165,7 +165,9 @@ class GANModule(pl.LightningModule):
     def generator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
         fake = self.G(self.sample_z(self.cfg.data.batch_size))
         fake_logits = self.D(self.hooks.d_input(fake, ctx))
-        loss = self.hooks.g_objective(self.loss.g_loss(fake_logits), self, fake, ctx) + self.hooks.g_penalty(self, fake, ctx)
+        real_logits = self.D(self.hooks.d_input(self.real_batch(), ctx)) if self.loss.g_uses_real else None
+        loss = self.hooks.g_objective(self.loss.g_loss(fake_logits, real_logits), self, fake, ctx)
+        loss = loss + self.hooks.g_penalty(self, fake, ctx)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if logs is not None:

@@ -37,6 +37,12 @@ CLOSED_FORMS = {
     "hinge": (mean([max(0, 1 - r) for r in R]) + mean([max(0, 1 + f) for f in F]), -mean(F)),
     "wgan": (mean(F) - mean(R), -mean(F)),
     "wgan_gp": (mean(F) - mean(R), -mean(F)),
+    "relativistic": (mean([-math.log(sig(r - mean(F))) for r in R]) + mean([-math.log(1 - sig(f - mean(R))) for f in F]),
+                     mean([-math.log(sig(f - mean(R))) for f in F]) + mean([-math.log(1 - sig(r - mean(F))) for r in R])),
+    "dragan": (BCE_D, mean([-math.log(sig(f)) for f in F])),
+    # the autoencoder losses read D's outputs as energies
+    "ebgan": (mean(R) + mean([max(0.0, 1.0 - f) for f in F]), mean(F)),
+    "began": (mean(R) - 0.0 * mean(F), mean(F)),  # k_0 = 0
 }
 
 
@@ -45,7 +51,7 @@ def test_loss_matches_closed_form(name):
     loss = build_loss(LossConfig(name=name))
     d_expected, g_expected = CLOSED_FORMS[name]
     assert loss.d_loss(REAL, FAKE, ONES, ZEROS).item() == pytest.approx(d_expected, rel=1e-6)
-    assert loss.g_loss(FAKE).item() == pytest.approx(g_expected, rel=1e-6)
+    assert loss.g_loss(FAKE, REAL).item() == pytest.approx(g_expected, rel=1e-6)
 
 
 def test_every_loss_has_a_closed_form_and_a_config():
@@ -79,3 +85,49 @@ def test_wgan_clips_critic_weights_after_every_d_step():
     run_steps(module, 3)
     for p in module.D.parameters():
         assert p.abs().max().item() <= 0.01 + 1e-9
+
+
+def test_dragan_penalty_is_zero_when_the_gradient_norm_is_one_around_the_data():
+    from gan_ablate.losses import dragan_penalty
+    critic = nn.Linear(4, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[0.5, 0.5, 0.5, 0.5]]))
+    real = torch.randn(64, 4)
+    assert dragan_penalty(critic, real).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        critic.weight.mul_(3.0)
+    assert dragan_penalty(critic, real).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_began_k_follows_the_equilibrium_rule():
+    loss = build_loss(LossConfig(name="began", gamma=0.5, lambda_k=0.1))
+    k = 0.0
+    for real_e, fake_e in [(2.0, 0.2), (2.0, 0.5), (1.0, 3.0), (1.0, 3.0), (5.0, 0.0)]:
+        d = loss.d_loss(torch.tensor([[real_e]]), torch.tensor([[fake_e]]), None, None)
+        assert d.item() == pytest.approx(real_e - k * fake_e)
+        loss.after_d_step(None, None)
+        k = min(1.0, max(0.0, k + 0.1 * (0.5 * real_e - fake_e)))
+        assert loss.k.item() == pytest.approx(k, abs=1e-6)
+    assert 0.0 <= loss.k.item() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["ebgan", "began"])
+def test_energy_losses_replace_d_with_an_autoencoder(name):
+    from gan_ablate.losses import AutoencoderEnergy
+    module = make_module(f"loss={name}")
+    assert isinstance(module.D, AutoencoderEnergy)
+    x = module.real_data[:8]
+    energy = module.D(x)
+    assert energy.shape == (8, 1) and (energy >= 0).all()
+    run_steps(module, 3)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_trains_and_moves_both_nets(name):
+    module = make_module(f"loss={name}")
+    g0 = [p.detach().clone() for p in module.G.parameters()]
+    d0 = [p.detach().clone() for p in module.D.parameters()]
+    run_steps(module, 2)
+    assert module.latest_scalars["loss/d"] == module.latest_scalars["loss/d"]  # not NaN
+    assert any(not torch.equal(a, b) for a, b in zip(g0, module.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, module.D.parameters()))

@@ -37,7 +37,7 @@ class MinibatchDiscrimination(Trick):
     """D's head also sees how close each sample's features are to the rest of its batch."""
     name = "minibatch_discrimination"
     # per-sample gradient penalties assume D scores samples independently (modification log 000)
-    conflicts = ("wgan_gp", "gradient_penalty", "loss=wgan_gp", "norm_d=virtual_batch_norm",
+    conflicts = ("wgan_gp", "gradient_penalty", "loss=wgan_gp", "loss=ebgan", "loss=began", "norm_d=virtual_batch_norm",
                  "norm_d=reference_batch_norm")
 
     @dataclass

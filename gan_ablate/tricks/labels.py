@@ -33,7 +33,7 @@ class LabelSmoothing(Trick):
 
 
 # Soft or flipped targets only mean something for losses that regress D's output to targets.
-TARGETLESS_LOSSES = ("loss=wgan", "loss=wgan_gp", "loss=hinge")
+TARGETLESS_LOSSES = ("loss=wgan", "loss=wgan_gp", "loss=hinge", "loss=ebgan", "loss=began")
 LabelSmoothing.conflicts = TARGETLESS_LOSSES
 
 
