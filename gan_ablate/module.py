@@ -61,11 +61,12 @@ def build_optimizer(cfg: OptimizerConfig, params) -> torch.optim.Optimizer:
 
 
 class GANModule(pl.LightningModule):
-    def __init__(self, cfg: TrainConfig, sample_shape: tuple[int, ...]):
+    def __init__(self, cfg: TrainConfig, sample_shape: tuple[int, ...], n_classes: int | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
         self.sample_shape = tuple(sample_shape)
+        self.n_classes = n_classes  # classes of the data's labels (None: unlabelled)
         self.G, self.D = build_nets(cfg.model, sample_shape, seed=cfg.seed)
         self.loss = build_loss(cfg.loss)
         self.tricks = build_tricks(cfg.trick, cfg)
@@ -76,6 +77,7 @@ class GANModule(pl.LightningModule):
         self.iteration = 0
         self.latest_scalars: dict[str, float] = {}
         self.real_data: torch.Tensor | None = None
+        self.real_labels: torch.Tensor | None = None
 
     # -- sampling --------------------------------------------------------------------------------
     def sample_z(self, n: int) -> torch.Tensor:
@@ -83,6 +85,10 @@ class GANModule(pl.LightningModule):
 
     def real_batch(self) -> torch.Tensor:
         return self.draw_real()
+
+    def real_batch_labels(self) -> torch.Tensor:
+        """The labels of the latest real batch."""
+        return self.real_labels[self.draw_real.last_index]
 
     def ema_generator(self) -> nn.Module:
         return self.G_ema.module
@@ -92,8 +98,10 @@ class GANModule(pl.LightningModule):
         return (build_optimizer(self.cfg.optim.g, self.G.parameters()),
                 build_optimizer(self.cfg.optim.d, self.D.parameters()))
 
-    def attach_data(self, data: torch.Tensor) -> None:
+    def attach_data(self, data: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         """The whole training set, on the training device; fixes D's reference batch if it has one."""
+        self.real_labels = labels
+        data = self.hooks.prepare_data(data, labels)
         self.real_data = data
         bs = self.cfg.data.batch_size
         self.draw_real = TensorBatches(data, bs) if self.cfg.data.cache else LoaderBatches(data, bs, self.cfg.seed)
@@ -101,7 +109,8 @@ class GANModule(pl.LightningModule):
             self.D.set_reference(data)
 
     def on_fit_start(self) -> None:
-        self.attach_data(self.trainer.datamodule.data.to(self.device))
+        dm = self.trainer.datamodule
+        self.attach_data(dm.data.to(self.device), None if dm.labels is None else dm.labels.to(self.device))
 
     def training_step(self, batch, batch_idx):
         it = self.iteration

@@ -125,7 +125,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
     try:
         dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
         pl.seed_everything(settings.seed, workers=True, verbose=False)
-        module = GANModule(settings, dm.sample_shape)
+        module = GANModule(settings, dm.sample_shape, dm.n_classes)
         evaluation = build_evaluation(settings, dm, run_dir)
         record.update(extractor=evaluation.evaluator.extractor)
         loggers = build_loggers(settings, run_dir, name, sweep, resolved)

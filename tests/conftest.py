@@ -32,8 +32,8 @@ def make_module(*overrides: str, data=None) -> GANModule:
 
     settings = validate(make_cfg(*overrides))
     dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
-    module = GANModule(settings, dm.sample_shape)
-    module.attach_data(dm.data if data is None else data)
+    module = GANModule(settings, dm.sample_shape, dm.n_classes)
+    module.attach_data(dm.data if data is None else data, dm.labels if data is None else None)
     return module
 
 

@@ -129,3 +129,44 @@ def test_minibatch_discrimination_refused_with_wgan_gp():
     from gan_ablate.run import check_config
     with pytest.raises(ConfigError, match="minibatch_discrimination.*conflicts with trick 'wgan_gp'"):
         check_config(make_cfg("trick=[minibatch_discrimination,wgan_gp]"))
+
+
+def test_conditional_generator_follows_the_asked_class():
+    """Classifier: the nearest ring mode of a sample generated for class y is mode y."""
+    from gan_ablate.data.toy import ring_modes
+    module = make_module("trick=conditional", "model.g_hidden=64", "model.d_hidden=64", "data.batch_size=64",
+                         "model.z_dim=4")
+    assert module.real_data.shape[1] == 2 + 8  # the label travels with every real sample
+    run_steps(module, 800)
+    module.G.eval()
+    y = torch.arange(8).repeat(50)
+    with torch.no_grad():
+        x = module.hooks.eval_samples(module.G(torch.randn(400, 4), y))
+    assert x.shape == (400, 2)
+    accuracy = (torch.cdist(x, ring_modes()).argmin(dim=1) == y).float().mean().item()
+    assert accuracy > 0.8  # chance: 1/8
+
+
+def test_conditional_images_carry_label_channels_into_d():
+    module = make_module("data=digits", "trick=conditional", "model.g_channels=8", "model.d_channels=8")
+    assert module.real_data.shape[1:] == (11, 8, 8)
+    fake = module.G(torch.randn(4, 100), torch.tensor([0, 3, 3, 9]))
+    assert fake.shape == (4, 11, 8, 8)
+    assert torch.equal(fake[:, 1:].amax(dim=(2, 3)).argmax(dim=1), torch.tensor([0, 3, 3, 9]))
+    run_steps(module, 2)
+
+
+def test_acgan_auxiliary_loss_decreases():
+    module = make_module("trick=acgan", "model.g_hidden=64", "model.d_hidden=64", "data.batch_size=64")
+    (trick,) = module.tricks
+    aux = []
+    penalty = trick.d_penalty
+
+    def recording(*args):
+        value = penalty(*args)
+        aux.append(trick.last_aux_loss.item())
+        return value
+    trick.d_penalty = recording
+    run_steps(module, 150)
+    assert sum(aux[:10]) / 10 > 1.9  # about log(8) at first
+    assert sum(aux[-10:]) / 10 < 0.75 * sum(aux[:10]) / 10

@@ -43,7 +43,7 @@ class EvaluationCallback(pl.Callback):
             for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
                 z = pl_module.hooks.eval_latent(self.evaluator.z.to(pl_module.device))
                 with eval_mode(net), torch.no_grad():
-                    samples[name] = net(z)
+                    samples[name] = pl_module.hooks.eval_samples(net(z))
                 result[name] = self.evaluator.score(samples[name])
         it = pl_module.iteration
         self._last_iteration = it
@@ -77,7 +77,7 @@ class EvaluationCallback(pl.Callback):
         with torch.random.fork_rng(devices=[]):
             for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
                 with eval_mode(net), torch.no_grad():
-                    samples[name] = net(z).cpu()
+                    samples[name] = pl_module.hooks.eval_samples(net(z)).cpu()
         self.sample_dir.mkdir(parents=True, exist_ok=True)
         path = self.sample_dir / f"{self.interpolation}_{pl_module.iteration:07d}.png"
         self.plot(samples, path, title=f"{self.interpolation} interpolation, iteration {pl_module.iteration}")

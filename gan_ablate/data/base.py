@@ -47,6 +47,11 @@ class TensorDataModule(pl.LightningDataModule):
         self.prepare()
 
     @property
+    def n_classes(self) -> int | None:
+        labels = self.prepare().labels
+        return None if labels is None else int(labels.max()) + 1
+
+    @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.prepare().data.shape[1:])
 
@@ -61,9 +66,11 @@ class TensorBatches:
 
     def __init__(self, data: torch.Tensor, batch_size: int):
         self.data, self.batch_size = data, batch_size
+        self.last_index: torch.Tensor | None = None  # rows of the latest batch (its labels, for ACGAN)
 
     def __call__(self) -> torch.Tensor:
-        return self.data[torch.randint(self.data.shape[0], (self.batch_size,), device=self.data.device)]
+        self.last_index = torch.randint(self.data.shape[0], (self.batch_size,), device=self.data.device)
+        return self.data[self.last_index]
 
 
 class LoaderBatches:
@@ -73,14 +80,17 @@ class LoaderBatches:
         from torch.utils.data import TensorDataset
 
         self.device = data.device
-        self.loader = DataLoader(TensorDataset(data.cpu()), batch_size=batch_size, shuffle=True, drop_last=True,
-                                 generator=torch.Generator().manual_seed(seed))
+        rows = torch.arange(len(data))
+        self.loader = DataLoader(TensorDataset(data.cpu(), rows), batch_size=batch_size, shuffle=True,
+                                 drop_last=True, generator=torch.Generator().manual_seed(seed))
         self.iterator = iter(self.loader)
+        self.last_index: torch.Tensor | None = None
 
     def __call__(self) -> torch.Tensor:
         try:
-            (batch,) = next(self.iterator)
+            batch, index = next(self.iterator)
         except StopIteration:
             self.iterator = iter(self.loader)
-            (batch,) = next(self.iterator)
+            batch, index = next(self.iterator)
+        self.last_index = index.to(self.device)
         return batch.to(self.device, non_blocking=True)

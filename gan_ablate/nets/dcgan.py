@@ -87,7 +87,8 @@ class DCGANDiscriminator(nn.Module):
             layers += [activation(cfg.activation), *hidden_extras(cfg, "d")]
             width_in, width = width, width * 2
         self.features = nn.Sequential(*layers, nn.Flatten())
-        self.head = nn.Linear(width_in * s0 * s0, 1)
+        self.features_dim = width_in * s0 * s0
+        self.head = nn.Linear(self.features_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

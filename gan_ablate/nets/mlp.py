@@ -62,6 +62,7 @@ class MLPDiscriminator(nn.Module):
             layers += hidden_extras(cfg, "d")
             width_in = hidden
         self.features = nn.Sequential(*layers)
+        self.features_dim = width_in
         self.head = nn.Linear(width_in, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

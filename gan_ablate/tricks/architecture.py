@@ -51,7 +51,7 @@ class MinibatchDiscrimination(Trick):
 
     def setup(self, gan):
         d = _inner(gan.D)
-        in_features = d.head.in_features
+        in_features = d.features_dim
         d.head = nn.Sequential(MinibatchDiscriminationLayer(in_features, self.params.kernels, self.params.kernel_dim),
                                nn.Linear(in_features + self.params.kernels, 1))
 

@@ -30,6 +30,7 @@ class StepContext:
 class Trick:
     name: ClassVar[str] = ""
     conflicts: ClassVar[tuple[str, ...]] = ()
+    setup_order: ClassVar[int] = 0  # lower first: tricks that rebuild the nets go before wrappers
 
     @dataclass
     class Params:
@@ -41,6 +42,10 @@ class Trick:
     # -- hooks, in the order the training step calls them ------------------------------------
     def setup(self, gan: "GANModule") -> None:
         """Once, before the optimisers exist: wrap or re-initialise the nets."""
+
+    def prepare_data(self, data: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Once, on the whole training set held on the device (conditioning appends labels)."""
+        return data
 
     def d_fake_batch(self, fake: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """The fake batch of a D update (replay buffers mix older fakes in here)."""
@@ -92,6 +97,10 @@ class Trick:
     def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
         """The latent batch evaluation and sample plots use (truncation acts here)."""
         return z
+
+    def eval_samples(self, x: torch.Tensor) -> torch.Tensor:
+        """G's output as evaluation and plots see it (conditioning drops its label channels)."""
+        return x
 
     # -- resumable state (replay buffers, schedules) -------------------------------------------
     def state_dict(self) -> dict:
@@ -164,8 +173,13 @@ class HookChain:
         self.tricks = tricks
 
     def setup(self, gan):
-        for t in self.tricks:
+        for t in sorted(self.tricks, key=lambda t: t.setup_order):
             t.setup(gan)
+
+    def prepare_data(self, data, labels):
+        for t in self.tricks:
+            data = t.prepare_data(data, labels)
+        return data
 
     def d_fake_batch(self, fake, ctx):
         for t in self.tricks:
@@ -223,6 +237,11 @@ class HookChain:
         for t in self.tricks:
             z = t.eval_latent(z)
         return z
+
+    def eval_samples(self, x):
+        for t in self.tricks:
+            x = t.eval_samples(x)
+        return x
 
     def state_dict(self) -> dict:
         return {t.name: t.state_dict() for t in self.tricks}

@@ -1,9 +1,12 @@
 """Tricks on D's targets."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from gan_ablate.config import ConfigError
 from gan_ablate.tricks.base import Trick, register
@@ -73,3 +76,81 @@ class NoisyLabels(Trick):
         def flip(t):
             return torch.where(torch.rand_like(t) < self.params.p, 1.0 - t, t)
         return flip(real_t), flip(fake_t)
+
+
+def attach_labels(x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """Labels as extra features (points) or extra constant channels (images; ganhacks #17)."""
+    if x.dim() == 2:
+        return torch.cat([x, onehot], dim=1)
+    return torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y): the one-hot label joins z; the output carries the label like the real data does."""
+
+    def __init__(self, inner: nn.Module, n_classes: int, z_dim: int):
+        super().__init__()
+        self.inner, self.n_classes, self.z_dim = inner, n_classes, z_dim
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:  # labels drawn uniformly, from the iteration's seeded stream
+            y = torch.randint(self.n_classes, (z.shape[0],), device=z.device)
+        onehot = F.one_hot(y, self.n_classes).to(z.dtype)
+        return attach_labels(self.inner(torch.cat([z, onehot], dim=1)), onehot)
+
+
+@register
+class Conditional(Trick):
+    """Class-conditional G and D (Mirza & Osindero 2014; ganhacks #13, #17): G reads a one-hot label
+    with z; D reads the label as extra features/channels of real and fake samples alike."""
+    name = "conditional"
+    setup_order = -1  # rebuilds both nets: before anything wraps them
+    conflicts = ("loss=ebgan", "loss=began", "vae_gan")
+
+    @dataclass
+    class Params:
+        pass
+
+    def setup(self, gan):
+        from gan_ablate.nets import build_nets
+
+        if gan.n_classes is None:
+            raise ConfigError("trick=conditional needs labelled data (data=digits, mnist, ring8 or grid25)")
+        k, model = gan.n_classes, gan.cfg.model
+        shape = gan.sample_shape
+        with_labels = (shape[0] + k, *shape[1:])
+        inner, _ = build_nets(dataclasses.replace(model, z_dim=model.z_dim + k), shape, seed=gan.cfg.seed)
+        _, gan.D = build_nets(model, with_labels, seed=gan.cfg.seed)
+        gan.G = ConditionalGenerator(inner, k, model.z_dim)
+        self.data_channels = shape[0]
+
+    def prepare_data(self, data, labels):
+        return attach_labels(data, F.one_hot(labels, int(labels.max()) + 1).to(data.dtype))
+
+    def eval_samples(self, x):
+        return x[:, : self.data_channels]
+
+
+@register
+class ACGAN(Trick):
+    """D also classifies the real samples into the data's classes (Odena et al. 2017; ganhacks #13):
+    an auxiliary head on D's features, weight * cross-entropy added to D's loss."""
+    name = "acgan"
+    conflicts = ("loss=ebgan", "loss=began")
+
+    @dataclass
+    class Params:
+        weight: float = 1.0
+
+    def setup(self, gan):
+        if gan.n_classes is None:
+            raise ConfigError("trick=acgan needs labelled data (data=digits, mnist, ring8 or grid25)")
+        d = getattr(gan.D, "net", gan.D)
+        d.aux_head = nn.Linear(d.features_dim, gan.n_classes)  # part of D: D's optimiser trains it
+        self.last_aux_loss: torch.Tensor | None = None
+
+    def d_penalty(self, gan, real, fake, ctx):
+        d = getattr(gan.D, "net", gan.D)
+        logits = d.aux_head(d.features(real))
+        self.last_aux_loss = F.cross_entropy(logits, gan.real_batch_labels())
+        return self.params.weight * self.last_aux_loss
