@@ -189,9 +189,23 @@ class EmaConfig:
 
 
 @dataclass
+class FailureWatchConfig:
+    enabled: bool = True
+    d_loss_floor: float = 1e-3
+    grad_norm_max: float = 100.0
+    d_winning: float = 0.5
+    window: int = 10            # logged values
+    stop_on_non_finite: bool = True
+
+    def __post_init__(self) -> None:
+        _check_range("monitor.failure_watch.window", self.window, 2)
+
+
+@dataclass
 class MonitorConfig:
     grad_norm_every: int = 50   # 0 turns gradient-norm logging off
     grad_norm_per_layer: bool = False
+    failure_watch: FailureWatchConfig = field(default_factory=FailureWatchConfig)
 
     def __post_init__(self) -> None:
         _check_range("monitor.grad_norm_every", self.grad_norm_every, 0)

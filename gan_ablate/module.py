@@ -7,6 +7,7 @@ from (seed, iteration), so a resumed run continues exactly, and evaluation canno
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 import pytorch_lightning as pl
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from gan_ablate.callbacks.failure_watch import FailureWatch
 from gan_ablate.config import OptimizerConfig, TrainConfig
 from gan_ablate.data.base import LoaderBatches, TensorBatches
 from gan_ablate.losses import build_loss
@@ -22,6 +24,7 @@ from gan_ablate.nets.layers import WithReferenceBatch, sample_latent
 from gan_ablate.tricks import HookChain, StepContext, build_tricks
 
 _MASK64 = (1 << 64) - 1
+log = logging.getLogger("gan_ablate")
 
 
 def step_seed(seed: int, iteration: int, stream: int = 0) -> int:
@@ -76,6 +79,8 @@ class GANModule(pl.LightningModule):
         self.G_ema.requires_grad_(False)
         self.iteration = 0
         self.latest_scalars: dict[str, float] = {}
+        fw = cfg.monitor.failure_watch
+        self.failure_watch = FailureWatch(fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) if fw.enabled else None
         self.real_data: torch.Tensor | None = None
         self.real_labels: torch.Tensor | None = None
 
@@ -148,6 +153,19 @@ class GANModule(pl.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(scalars, step=step)
         self.latest_scalars = scalars
+        if self.failure_watch is not None:
+            self.report_failures(self.failure_watch.update(step, scalars))
+
+    def report_failures(self, events) -> None:
+        for event in events:
+            log.warning("failure watch, iteration %d: %s (%s)", event.iteration, event.flag, event.detail)
+            for logger in self.loggers:
+                logger.log_metrics({f"failure/{event.flag}": 1.0}, step=event.iteration)
+                experiment = getattr(logger, "experiment", None)
+                if hasattr(experiment, "alert") and getattr(getattr(experiment, "settings", None), "mode", "") == "online":
+                    experiment.alert(title=f"gan-ablate: {event.flag}", text=f"iteration {event.iteration}: {event.detail}")
+        if self.failure_watch.diverged and self.cfg.monitor.failure_watch.stop_on_non_finite and self._trainer is not None:
+            self.trainer.should_stop = True
 
     def discriminator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
         real = self.real_batch()

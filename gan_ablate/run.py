@@ -140,8 +140,12 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         )
         log.info("%s: training %d iterations on %s", name, t.max_steps, trainer.strategy.root_device)
         trainer.fit(module, datamodule=dm)
-        record.update(status="ok", metrics=evaluation.final, history=evaluation.history,
-                      iterations=module.iteration, wall_time_s=round(time.time() - start, 3))
+        watch = module.failure_watch
+        diverged = watch is not None and watch.diverged
+        record.update(status="diverged" if diverged else "ok", metrics=evaluation.final, history=evaluation.history,
+                      iterations=module.iteration, primary=settings.metrics.primary,
+                      failure_flags=[vars(e) for e in watch.events] if watch else [],
+                      wall_time_s=round(time.time() - start, 3))
         log.info("%s: %s", name, evaluation.final)
         return record
     except ConfigError:
