@@ -1,0 +1,133 @@
+"""Every option of the trick group and of every family group has a mechanism test and a docs row."""
+import importlib
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+FAMILIES = ("loss", "optim", "model", "norm_g", "norm_d", "latent", "init", "activation", "downsample",
+            "upsample", "separate_batches", "normalize_inputs", "dataset_cache", "interpolation")
+NORM_TESTS = ["test_families.test_norm_options_put_their_layer_in_the_chosen_net"]
+
+# option -> the tests that prove its mechanism (TRICKS.md, "proof" column)
+PROOFS = {
+    "trick/acgan": ["test_tricks_structure.test_acgan_auxiliary_loss_decreases"],
+    "trick/capacity": ["test_families.test_capacity_multipliers_scale_parameter_counts",
+                       "test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
+    "trick/checkpoint_swap": ["test_tricks_structure.test_checkpoint_swap_trains_an_old_d_then_restores_the_current_one"],
+    "trick/conditional": ["test_tricks_structure.test_conditional_generator_follows_the_asked_class",
+                          "test_tricks_structure.test_conditional_images_carry_label_channels_into_d"],
+    "trick/d_dropout": ["test_families.test_dropout_in_g_stays_on_when_sampling",
+                        "test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
+    "trick/ema": ["test_module.test_ema_equals_the_closed_form_average",
+                  "test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
+    "trick/experience_replay": ["test_tricks.test_replay_buffers_feed_the_stated_fraction_of_old_fakes"],
+    "trick/feature_matching": ["test_tricks_structure.test_feature_matching_is_zero_when_batches_are_equal"],
+    "trick/g_dropout": ["test_families.test_dropout_in_g_stays_on_when_sampling"],
+    "trick/g_history": ["test_tricks.test_replay_buffers_feed_the_stated_fraction_of_old_fakes"],
+    "trick/g_steps": ["test_module.test_n_critic_and_g_steps_count_optimizer_steps",
+                      "test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
+    "trick/grad_clip": ["test_tricks.test_grad_clip_bounds_the_post_clip_norm_in_training"],
+    "trick/gradient_penalty": ["test_tricks.test_gradient_penalty_trick_is_zero_for_a_unit_norm_linear_critic"],
+    "trick/historical_averaging": ["test_tricks.test_historical_averaging_penalty_is_zero_at_the_running_mean"],
+    "trick/instance_noise": ["test_tricks.test_instance_noise_std_follows_the_linear_schedule",
+                             "test_tricks.test_instance_noise_added_to_d_inputs_has_the_scheduled_std"],
+    "trick/label_smoothing": ["test_tricks.test_label_smoothing_targets_lie_in_their_ranges_and_fill_them",
+                              "test_tricks.test_label_smoothing_targets_reach_the_d_loss"],
+    "trick/large_batch": ["test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
+    "trick/layer_noise": ["test_families.test_layer_noise_only_in_training"],
+    "trick/loss_balancing": ["test_tricks_structure.test_loss_balancing_adds_updates_only_over_the_threshold"],
+    "trick/minibatch_discrimination": ["test_tricks_structure.test_minibatch_features_peak_for_identical_samples_and_shape"],
+    "trick/multi_generator": ["test_tricks_structure.test_multi_generator_gives_every_generator_gradient"],
+    "trick/n_critic": ["test_tricks_structure.test_n_critic_and_ttur_presets_reach_the_optimisers"],
+    "trick/noisy_labels": ["test_tricks.test_noisy_labels_flip_at_rate_p"],
+    "trick/one_sided_label_smoothing": ["test_tricks.test_one_sided_label_smoothing_sets_real_targets_only"],
+    "trick/orthogonal_reg": ["test_tricks.test_orthogonal_reg_is_zero_for_orthogonal_weights_only"],
+    "trick/skip_z": ["test_families.test_skip_z_feeds_a_chunk_of_z_to_every_block"],
+    "trick/spectral_norm": ["test_tricks.test_spectral_norm_keeps_largest_singular_value_near_one_after_training"],
+    "trick/truncation": ["test_tricks_structure.test_truncation_leaves_no_component_beyond_the_threshold"],
+    "trick/ttur": ["test_tricks_structure.test_n_critic_and_ttur_presets_reach_the_optimisers"],
+    "trick/vae_gan": ["test_tricks_structure.test_vae_gan_kl_term_has_its_closed_form"],
+    "trick/wgan_gp": ["test_tricks_structure.test_presets_set_the_core_values_from_their_parameters",
+                      "test_losses.test_gradient_penalty_zero_for_unit_norm_linear_critic"],
+    **{f"loss/{name}": ["test_losses.test_loss_matches_closed_form"] for name in
+       ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan", "relativistic", "dragan", "ebgan", "began")},
+    "loss/wgan#clip": ["test_losses.test_wgan_clips_critic_weights_after_every_d_step"],
+    "loss/dragan#penalty": ["test_losses.test_dragan_penalty_is_zero_when_the_gradient_norm_is_one_around_the_data"],
+    "loss/began#k": ["test_losses.test_began_k_follows_the_equilibrium_rule"],
+    "optim/adam": ["test_module.test_separate_optimizers_and_learning_rates"],
+    "optim/sgd_d": ["test_tricks_structure.test_sgd_d_option"],
+    "model/mlp": ["test_config.test_image_data_selects_the_dcgan_unless_told_otherwise"],
+    "model/dcgan": ["test_families.test_up_and_downsampling_options_keep_the_shapes"],
+    "model/gan2014": ["test_families.test_maxout_outputs_the_max_over_pieces"],
+    **{f"{net}/{option}": NORM_TESTS for net in ("norm_g", "norm_d") for option in
+       ("none", "batch_norm", "layer_norm", "instance_norm", "virtual_batch_norm", "reference_batch_norm")},
+    "norm_d/batch_norm#momentum": ["test_families.test_batch_norm_momentum_is_applied"],
+    "norm_d/instance_norm#per_sample": ["test_families.test_instance_norm_uses_per_sample_statistics"],
+    "norm_d/virtual_batch_norm#independence": [
+        "test_families.test_reference_batch_norms_make_outputs_independent_of_batch_mates",
+        "test_families.test_virtual_batch_norm_joins_the_sample_with_the_reference"],
+    "latent/gaussian_z": ["test_families.test_latent_distributions_have_their_moments"],
+    "latent/uniform_z": ["test_families.test_latent_distributions_have_their_moments"],
+    "init/default": ["test_module.test_same_seed_same_run_and_other_seed_differs"],
+    "init/orthogonal_init": ["test_families.test_orthogonal_init_preserves_norms"],
+    "init/dcgan_init": ["test_families.test_dcgan_init_moments"],
+    "activation/leaky_relu": ["test_families.test_activation_option"],
+    "activation/relu": ["test_families.test_activation_option"],
+    **{f"downsample/{o}": ["test_families.test_up_and_downsampling_options_keep_the_shapes"]
+       for o in ("strided", "avg_pool", "max_pool")},
+    **{f"upsample/{o}": ["test_families.test_up_and_downsampling_options_keep_the_shapes"]
+       for o in ("conv_transpose", "pixel_shuffle", "nearest")},
+    "separate_batches/separate": ["test_families.test_separate_batches_and_mixed_batch_give_different_batch_statistics"],
+    "separate_batches/mixed": ["test_families.test_separate_batches_and_mixed_batch_give_different_batch_statistics"],
+    "normalize_inputs/tanh": ["test_families.test_normalize_inputs_ranges_match_the_generator_output"],
+    "normalize_inputs/sigmoid": ["test_families.test_normalize_inputs_ranges_match_the_generator_output"],
+    "dataset_cache/tensor": ["test_families.test_dataset_cache_off_draws_batches_through_a_dataloader",
+                             "test_data.test_dataloader_yields_iteration_numbers_only"],
+    "dataset_cache/dataloader": ["test_families.test_dataset_cache_off_draws_batches_through_a_dataloader"],
+    "interpolation/slerp": ["test_families.test_slerp_stays_on_the_arc_and_lerp_cuts_through"],
+    "interpolation/lerp": ["test_families.test_slerp_stays_on_the_arc_and_lerp_cuts_through"],
+}
+
+
+def options():
+    return {f"{group}/{p.stem}" for group in ("trick", *FAMILIES) for p in (ROOT / "conf" / group).glob("*.yaml")}
+
+
+def test_every_option_has_a_mechanism_test():
+    covered = {key.split("#")[0] for key in PROOFS}
+    assert sorted(options() - covered) == [], "options without a test: add one and list it in PROOFS"
+    assert sorted(covered - options()) == [], "PROOFS names options that no longer exist"
+
+
+@pytest.mark.parametrize("key", sorted(PROOFS))
+def test_the_listed_tests_exist(key):
+    for ref in PROOFS[key]:
+        module, name = ref.split(".")
+        assert callable(getattr(importlib.import_module(module), name, None)), ref
+
+
+def test_docs_list_exactly_the_options_that_exist():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_tricks_doc.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    doc = (ROOT / "docs" / "tricks.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z_0-9]+)` \| (?:`([a-z_0-9]+)` \|)?", doc, flags=re.M))
+    documented = {f"trick/{a}" if not b else f"{a}/{b}" for a, b in rows}
+    assert documented == options()
+
+
+def test_every_catalogue_id_is_a_config_option():
+    """The ids of ../shared/TRICKS.md, where the catalogue is beside the checkout."""
+    catalogue = ROOT.parent / "shared" / "TRICKS.md"
+    if not catalogue.exists():
+        pytest.skip("TRICKS.md is not beside this checkout")
+    ids = set()
+    for line in catalogue.read_text().splitlines():
+        if line.startswith("| `"):
+            ids |= set(re.findall(r"`([a-z0-9_]+)`", line.split("|")[1]))
+    ids -= {"grad_norms", "failure_watch", "fid", "is", "kid", "seeds", "sample_grids"}
+    names = {p.stem for p in (ROOT / "conf").rglob("*.yaml")} | {p.name for p in (ROOT / "conf").iterdir()}
+    assert sorted(ids - names) == []
