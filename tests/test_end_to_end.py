@@ -112,3 +112,26 @@ def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
     assert "4 runs, 2 cells" in printed
     table_html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     assert "instance_noise" in table_html and "baseline" in table_html
+
+
+@pytest.mark.parametrize("data,extra", [("ring8", ["trainer.max_steps=20"]),
+                                        ("mnist", ["trainer.max_steps=3", "data.batch_size=8", "model.g_channels=8",
+                                                   "model.d_channels=8"])])
+def test_every_trick_option_runs_or_is_skipped_with_a_reason(tmp_path, data, extra):
+    result = run_train_py("-m", "trick=glob(*)", f"data={data}", *extra, *FAST, f"hydra.sweep.dir={tmp_path}",
+                          timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = load_records(tmp_path)
+    assert len(records) == len(list((ROOT / "conf" / "trick").glob("*.yaml")))
+    for r in records:
+        assert r["status"] in ("ok", "skipped"), (r["name"], r.get("error"))
+        if r["status"] == "skipped":
+            assert "conflicts with" in r["reason"] or "needs" in r["reason"]
+    assert sum(r["status"] == "ok" for r in records) >= len(records) - 3
+
+
+def test_conflicting_tricks_exit_before_training_naming_both(tmp_path):
+    result = run_train_py("trick=[minibatch_discrimination,wgan_gp]", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "minibatch_discrimination" in result.stderr and "wgan_gp" in result.stderr
+    assert not (tmp_path / "result.json").exists()
