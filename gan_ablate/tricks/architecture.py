@@ -27,9 +27,9 @@ class MinibatchDiscriminationLayer(nn.Module):
         self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        m = (f @ self.T).view(-1, self.kernels, self.kernel_dim)
-        l1 = (m[:, None] - m[None]).abs().sum(dim=-1)             # (N, N, B)
-        return torch.cat([f, torch.exp(-l1).sum(dim=1)], dim=1)
+        m = (f @ self.T).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)   # (B, N, C)
+        l1 = torch.cdist(m, m, p=1.0)                                             # (B, N, N), no N*N*B*C temporary
+        return torch.cat([f, torch.exp(-l1).sum(dim=2).t()], dim=1)
 
 
 @register
