@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import time
 
 import pytest
 from conftest import ROOT, make_cfg, run_train_py
@@ -61,7 +62,15 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
     cfg = make_cfg("logger=wandb", "logger.mode=offline", "trainer.max_steps=30",
                    "trainer.log_every_n_steps=10", "monitor.grad_norm_every=10", "metrics.every=0")
     train(cfg, tmp_path)
-    history = [row for row in read_history(find_run_file(tmp_path)) if "loss/d" in row]
+    # wandb's service process writes the run file; give a loaded machine a moment to finish it
+    deadline = time.time() + 60
+    while True:
+        history = [row for row in read_history(find_run_file(tmp_path)) if "loss/d" in row]
+        if len(history) >= 3 or time.time() > deadline:
+            break
+        time.sleep(1)
+    debug = tmp_path / "wandb" / "debug-internal.log"
+    assert history, debug.read_text()[-3000:] if debug.exists() else "no wandb debug log"
     with open(tmp_path / "csv" / "metrics.csv") as f:
         csv_rows = [row for row in csv.DictReader(f) if row.get("loss/d")]
     assert [row["trainer/global_step"] for row in history] == [0, 10, 20]
