@@ -87,8 +87,8 @@ def load_or_train(data: torch.Tensor, labels: torch.Tensor, cache_dir: Path, dat
                   epochs: int = 15) -> tuple[DomainClassifier, dict]:
     """The cached classifier for this data, training (and caching) it the first time."""
     key = cache_key(data, labels)
-    folder = Path(cache_dir).expanduser() / f"{dataset}-{key}"
-    weights, info_file = folder / "classifier.pt", folder / "info.json"
+    weights = weights_file(cache_dir, dataset, data, labels)
+    folder, info_file = weights.parent, weights.parent / "info.json"
     n_classes = int(labels.max()) + 1
     if weights.exists() and info_file.exists():
         model = DomainClassifier(data.shape[1], n_classes)
@@ -96,8 +96,12 @@ def load_or_train(data: torch.Tensor, labels: torch.Tensor, cache_dir: Path, dat
         return model.eval(), json.loads(info_file.read_text())
     model, test_accuracy = train_classifier(data, labels, epochs=epochs, progress=True)
     info = {"extractor": f"domain:{dataset}:{ARCHITECTURE}:{key}", "dataset": dataset, "architecture": ARCHITECTURE,
-            "test_accuracy": test_accuracy, "epochs": epochs, "n_classes": n_classes}
+            "test_accuracy": test_accuracy, "epochs": epochs, "n_classes": n_classes, "channels": data.shape[1]}
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights)
     info_file.write_text(json.dumps(info, indent=2))
     return model, info
+
+
+def weights_file(cache_dir: Path, dataset: str, data: torch.Tensor, labels: torch.Tensor) -> Path:
+    return Path(cache_dir).expanduser() / f"{dataset}-{cache_key(data, labels)}" / "classifier.pt"
