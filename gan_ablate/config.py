@@ -218,8 +218,17 @@ class MetricsConfig:
     hq_sigmas: float = 3.0      # a sample is high quality within this many std of its nearest mode
     interpolation: str = "slerp"  # latent interpolation grids of image runs: slerp or lerp
     primary: str = "raw"        # the generator a report compares first: raw or ema
+    # images: FID / KID / IS through torch-fidelity
+    extractor: str = "domain"   # domain (a classifier of the data's labels, offline), inception, or none
+    inception_weights: Optional[str] = None  # torch-fidelity's weights-inception-2015-12-05-6726825d.pth, offline
+    image_samples: int = 2000   # generated (and real) images per evaluation
+    kid_subset_size: int = 1000
+    cache_dir: str = "~/.cache/gan-ablate"  # domain classifiers and real-data statistics
 
     def __post_init__(self) -> None:
+        _check_choice("metrics.extractor", self.extractor, ("domain", "inception", "none"))
+        _check_range("metrics.image_samples", self.image_samples, 2)
+        _check_range("metrics.kid_subset_size", self.kid_subset_size, 2)
         _check_choice("metrics.interpolation", self.interpolation, ("slerp", "lerp"))
         _check_choice("metrics.primary", self.primary, ("raw", "ema"))
         _check_range("metrics.every", self.every, 0)

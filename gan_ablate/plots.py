@@ -28,7 +28,7 @@ def plot_points(samples: dict[str, torch.Tensor], path: Path, title: str = "",
 def plot_images(samples: dict[str, torch.Tensor], path: Path, title: str = "", nrow: int = 8) -> None:
     fig, axes = plt.subplots(1, len(samples), figsize=(4 * len(samples), 4.3), squeeze=False)
     for ax, (name, images) in zip(axes[0], samples.items()):
-        grid = make_grid(images.clamp(-1, 1), nrow=nrow, normalize=True, value_range=(-1, 1))
+        grid = make_grid(images[: nrow * nrow].clamp(-1, 1), nrow=nrow, normalize=True, value_range=(-1, 1))
         ax.imshow(grid.permute(1, 2, 0).numpy())
         ax.set_axis_off()
         ax.set_title(f"{name} G")

@@ -90,9 +90,35 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
     return loggers
 
 
+def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
+    """FID/KID/IS on the chosen extractor, or only sample grids with metrics.extractor=none."""
+    from gan_ablate.metrics.domain import load_or_train, weights_file
+    from gan_ablate.metrics.fidelity import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, ImageFidelityEvaluator,
+                                             check_inception)
+
+    m = settings.metrics
+    if m.extractor == "none":
+        return ImageSampler(z[:64])
+    if m.extractor == "inception":
+        check_inception(m.inception_weights)
+        info = {"extractor": INCEPTION_EXTRACTOR}
+        weights = None if m.inception_weights is None else Path(m.inception_weights).expanduser()
+        name = INCEPTION_EXTRACTOR
+    else:
+        if dm.labels is None:
+            raise ConfigError(f"metrics.extractor=domain needs labelled data; data={settings.data.name} has none: "
+                              "use metrics.extractor=inception or metrics.extractor=none")
+        cache = Path(m.cache_dir).expanduser() / "extractors"
+        _, info = load_or_train(dm.data, dm.labels, cache, settings.data.name)
+        log.info("domain classifier %s: held-out accuracy %.4f", info["extractor"], info["test_accuracy"])
+        weights, name = weights_file(cache, settings.data.name, dm.data, dm.labels), DOMAIN_EXTRACTOR
+    return ImageFidelityEvaluator(z, dm.data, name, weights, info, Path(m.cache_dir) / "real-stats",
+                                  m.kid_subset_size)
+
+
 def build_evaluation(settings: TrainConfig, dm, run_dir: Path) -> EvaluationCallback:
     m, model = settings.metrics, settings.model
-    n = m.n_samples if isinstance(dm, MixtureDataModule) else 64
+    n = m.n_samples if isinstance(dm, MixtureDataModule) else m.image_samples
     # a fixed latent batch, from the run's seed but not from the training stream
     z = sample_latent(n, model.z_dim, model.latent, generator=torch.Generator().manual_seed(settings.seed))
     if isinstance(dm, MixtureDataModule):
@@ -100,7 +126,7 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path) -> EvaluationCall
         evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas)
         plot = lambda s, p, title: plot_points(s, p, title, modes=modes)  # noqa: E731
     else:
-        evaluator = ImageSampler(z)
+        evaluator = image_evaluator(settings, dm, z)
         plot = plot_images
     return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot,
                               interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation)
@@ -127,7 +153,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         module = GANModule(settings, dm.sample_shape, dm.n_classes)
         evaluation = build_evaluation(settings, dm, run_dir)
-        record.update(extractor=evaluation.evaluator.extractor)
+        record.update(extractor=evaluation.evaluator.extractor,
+                      extractor_info=getattr(evaluation.evaluator, "info", None))
         loggers = build_loggers(settings, run_dir, name, sweep, resolved)
         t = settings.trainer
         trainer = pl.Trainer(

@@ -49,7 +49,7 @@ def test_multirun_trick_lists_times_seeds(tmp_path):
 
 
 def test_mnist_trains_the_dcgan_and_writes_a_record(tmp_path):
-    result = run_train_py("data=mnist", "trainer.max_steps=10", "data.batch_size=16", *FAST,
+    result = run_train_py("data=mnist", "trainer.max_steps=10", "data.batch_size=16", "metrics.extractor=none", *FAST,
                           f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "result.json").read_text())
@@ -125,7 +125,7 @@ def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("data,extra", [("ring8", ["trainer.max_steps=20"]),
                                         ("mnist", ["trainer.max_steps=3", "data.batch_size=8", "model.g_channels=8",
-                                                   "model.d_channels=8"])])
+                                                   "model.d_channels=8", "metrics.extractor=none"])])
 def test_every_trick_option_runs_or_is_skipped_with_a_reason(tmp_path, data, extra):
     result = run_train_py("-m", "trick=glob(*)", f"data={data}", *extra, *FAST, f"hydra.sweep.dir={tmp_path}",
                           timeout=900)
@@ -143,4 +143,28 @@ def test_conflicting_tricks_exit_before_training_naming_both(tmp_path):
     result = run_train_py("trick=[minibatch_discrimination,wgan_gp]", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert "minibatch_discrimination" in result.stderr and "wgan_gp" in result.stderr
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_image_runs_record_fid_is_kid_for_raw_and_ema_with_the_extractor(tmp_path):
+    result = run_train_py("data=digits", "trainer.max_steps=20", "metrics.every=10", "metrics.image_samples=300",
+                          "metrics.kid_subset_size=100", f"metrics.cache_dir={tmp_path / 'cache'}", *FAST,
+                          f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["extractor"].startswith("domain:digits:")
+    assert record["extractor_info"]["test_accuracy"] >= 0.9
+    for net in ("raw", "ema"):
+        m = record["metrics"][net]
+        assert {"fid", "kid", "is", "n_samples"} <= set(m) and m["n_samples"] == 300
+        assert m["fid"] > 0 and m["is"] >= 1.0
+    assert [h["iteration"] for h in record["history"]] == [10, 20]
+    assert list((tmp_path / "cache" / "real-stats").rglob("*"))  # real statistics computed once, cached
+
+
+def test_missing_inception_weights_stop_before_training(tmp_path):
+    result = run_train_py("data=mnist", "metrics.extractor=inception", "metrics.inception_weights=/nonexistent",
+                          f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "metrics.inception_weights" in result.stderr
     assert not (tmp_path / "result.json").exists()

@@ -84,8 +84,9 @@ def train_classifier(data: torch.Tensor, labels: torch.Tensor, epochs: int = 15,
 
 
 def load_or_train(data: torch.Tensor, labels: torch.Tensor, cache_dir: Path, dataset: str,
-                  epochs: int = 15) -> tuple[DomainClassifier, dict]:
+                  epochs: int | None = None) -> tuple[DomainClassifier, dict]:
     """The cached classifier for this data, training (and caching) it the first time."""
+    epochs = epochs or (30 if len(data) < 3000 else 15)  # small sets (8x8 digits) need more passes
     key = cache_key(data, labels)
     weights = weights_file(cache_dir, dataset, data, labels)
     folder, info_file = weights.parent, weights.parent / "info.json"

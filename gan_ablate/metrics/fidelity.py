@@ -17,6 +17,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from gan_ablate.metrics.domain import DomainClassifier
 
 DOMAIN_EXTRACTOR = "gan-ablate-domain"
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
 class DomainFeatureExtractor(FeatureExtractorBase):
@@ -71,19 +73,31 @@ class Samples(Dataset):
         return self.images[i]
 
 
-def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, weights_path: Path, real_cache_name: str | None = None,
-                     cache_root: Path | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                     isc_splits: int = 10) -> dict:
-    """FID, KID (mean and std over subsets) and IS of `fake` against `real`, on the domain features.
+def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] (or [0, 1]) floats -> uint8 RGB, what torch-fidelity's Inception expects."""
+    x = images.detach().cpu()
+    x = (x + 1) / 2 if x.min() < 0 else x
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+
+
+def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, weights_path: Path | None,
+                     real_cache_name: str | None = None, cache_root: Path | None = None, kid_subsets: int = 100,
+                     kid_subset_size: int = 1000, isc_splits: int = 10, extractor: str = DOMAIN_EXTRACTOR) -> dict:
+    """FID, KID (mean and std over subsets) and IS of `fake` against `real`.
 
     With `real_cache_name`, torch-fidelity stores the real set's features under that name in
     `cache_root` and reads them back on later calls instead of recomputing them."""
+    if extractor == INCEPTION_EXTRACTOR:
+        fake, real = to_uint8_rgb(fake), to_uint8_rgb(real)
     kwargs = dict(
         input1=Samples(fake), input2=Samples(real), cuda=False, fid=True, kid=True, isc=True,
-        feature_extractor=DOMAIN_EXTRACTOR, feature_extractor_weights_path=str(weights_path),
-        kid_subsets=kid_subsets, kid_subset_size=min(kid_subset_size, len(fake), len(real)),
+        feature_extractor=extractor, kid_subsets=kid_subsets,
+        kid_subset_size=min(kid_subset_size, len(fake), len(real)),
         isc_splits=isc_splits, verbose=False, save_cpu_ram=True, rng_seed=2020,
     )
+    if weights_path is not None:
+        kwargs["feature_extractor_weights_path"] = str(weights_path)
     if real_cache_name is not None:
         kwargs.update(input2_cache_name=real_cache_name, cache=True, cache_root=str(cache_root))
     else:
@@ -92,3 +106,38 @@ def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, weights_path: Path,
     return {"fid": m["frechet_inception_distance"], "kid": m["kernel_inception_distance_mean"],
             "kid_std": m["kernel_inception_distance_std"], "is": m["inception_score_mean"],
             "is_std": m["inception_score_std"]}
+
+
+def check_inception(weights: str | None) -> None:
+    """Fail before training when the Inception network cannot be had, saying how to provide it."""
+    from gan_ablate.config import ConfigError
+
+    if weights is not None and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"metrics.inception_weights={weights!r} is not a file; give the path of torch-fidelity's "
+                          f"{INCEPTION_WEIGHTS_FILE}, or use metrics.extractor=domain")
+    if weights is None:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        try:
+            FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"])
+        except Exception as e:  # no network, no cached download
+            raise ConfigError(f"metrics.extractor=inception: the Inception weights could not be downloaded "
+                              f"({type(e).__name__}); fetch {INCEPTION_WEIGHTS_FILE} where there is internet and "
+                              "pass metrics.inception_weights=PATH, or use metrics.extractor=domain") from None
+
+
+class ImageFidelityEvaluator:
+    """FID/KID/IS of generated images against the training set, real features computed once and cached."""
+
+    def __init__(self, z: torch.Tensor, real: torch.Tensor, extractor: str, weights_path: Path | None,
+                 info: dict, cache_root: Path, kid_subset_size: int):
+        self.z, self.real, self.torch_fidelity_name = z, real[: len(z)].cpu(), extractor
+        self.weights_path, self.info, self.cache_root = weights_path, info, Path(cache_root).expanduser()
+        self.kid_subset_size = kid_subset_size
+        self.extractor = info["extractor"]
+        self.cache_name = f"{self.extractor}-{len(self.real)}".replace(":", "_").replace("/", "_")
+
+    def score(self, samples: torch.Tensor) -> dict:
+        m = fidelity_metrics(samples.cpu(), self.real, self.weights_path, real_cache_name=self.cache_name,
+                             cache_root=self.cache_root, kid_subset_size=self.kid_subset_size,
+                             extractor=self.torch_fidelity_name)
+        return {**m, "n_samples": len(samples)}
