@@ -36,7 +36,7 @@ def _check_range(key: str, value: float, low: float | None = None, high: float |
         raise ConfigError(f"{key}={value} is out of range; it must lie in {left}{lo}, {hi}{right}")
 
 
-DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "image_folder")
+DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "stacked_mnist", "image_folder")
 
 
 @dataclass
@@ -222,12 +222,14 @@ class MetricsConfig:
     extractor: str = "domain"   # domain (a classifier of the data's labels, offline), inception, or none
     inception_weights: Optional[str] = None  # torch-fidelity's weights-inception-2015-12-05-6726825d.pth, offline
     image_samples: int = 2000   # generated (and real) images per evaluation
+    stacked_samples: int = 26_000  # stacked MNIST: samples whose modes are counted (PacGAN/VEEGAN protocol)
     kid_subset_size: int = 1000
     cache_dir: str = "~/.cache/gan-ablate"  # domain classifiers and real-data statistics
 
     def __post_init__(self) -> None:
         _check_choice("metrics.extractor", self.extractor, ("domain", "inception", "none"))
         _check_range("metrics.image_samples", self.image_samples, 2)
+        _check_range("metrics.stacked_samples", self.stacked_samples, 1)
         _check_range("metrics.kid_subset_size", self.kid_subset_size, 2)
         _check_choice("metrics.interpolation", self.interpolation, ("slerp", "lerp"))
         _check_choice("metrics.primary", self.primary, ("raw", "ema"))

@@ -1,6 +1,7 @@
 """One training run: data, module, loggers, evaluation and the result record, from a validated config."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -99,6 +100,15 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
     m = settings.metrics
     if m.extractor == "none":
         return ImageSampler(z[:64])
+    if settings.data.name == "stacked_mnist":
+        from gan_ablate.data.images import MnistDataModule
+        from gan_ablate.metrics.stacked import StackedMnistEvaluator
+
+        mnist = MnistDataModule(dataclasses.replace(settings.data, name="mnist"), 1).prepare()
+        classifier, info = load_or_train(mnist.data, mnist.labels, Path(m.cache_dir).expanduser() / "extractors", "mnist")
+        z = sample_latent(m.stacked_samples, settings.model.z_dim, settings.model.latent,
+                          generator=torch.Generator().manual_seed(settings.seed))
+        return StackedMnistEvaluator(z, classifier, info)
     if m.extractor == "inception":
         check_inception(m.inception_weights)
         info = {"extractor": INCEPTION_EXTRACTOR}

@@ -168,3 +168,15 @@ def test_missing_inception_weights_stop_before_training(tmp_path):
     assert result.returncode == 2
     assert "metrics.inception_weights" in result.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+def test_stacked_mnist_run_records_modes_and_kl(tmp_path):
+    result = run_train_py("data=stacked_mnist", "trainer.max_steps=5", "data.n_points=1000", "data.batch_size=16",
+                          "model.g_channels=8", "model.d_channels=8", "metrics.stacked_samples=500",
+                          f"metrics.cache_dir={tmp_path / 'cache'}", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["extractor"].startswith("stacked-modes/domain:mnist:")
+    for net in ("raw", "ema"):
+        m = record["metrics"][net]
+        assert 1 <= m["modes"] <= 500 and 0.0 <= m["kl"] <= math.log(1000) + 1e-9 and m["n_samples"] == 500

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gan_ablate.config import DataConfig
 from gan_ablate.data.base import TensorDataModule
-from gan_ablate.data.images import DigitsDataModule, ImageFolderDataModule, MnistDataModule
+from gan_ablate.data.images import DigitsDataModule, ImageFolderDataModule, MnistDataModule, StackedMnistDataModule
 from gan_ablate.data.toy import MixtureDataModule
 
 DATAMODULES: dict[str, type[TensorDataModule]] = {
@@ -11,6 +11,7 @@ DATAMODULES: dict[str, type[TensorDataModule]] = {
     "grid25": MixtureDataModule,
     "digits": DigitsDataModule,
     "mnist": MnistDataModule,
+    "stacked_mnist": StackedMnistDataModule,
     "image_folder": ImageFolderDataModule,
 }
 
