@@ -163,7 +163,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         module = GANModule(settings, dm.sample_shape, dm.n_classes)
         evaluation = build_evaluation(settings, dm, run_dir)
-        record.update(extractor=evaluation.evaluator.extractor,
+        record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None))
         loggers = build_loggers(settings, run_dir, name, sweep, resolved)
         t = settings.trainer

@@ -32,7 +32,7 @@ def report(sweep_dir: Path) -> str:
              f"{len(records)} runs in {len(cells)} cells; statuses: "
              + ", ".join(f"{s} {sum(r.get('status') == s for r in records)}"
                          for s in sorted({r.get('status') for r in records})), ""]
-    extractors = sorted({str(r.get("extractor")) for r in records if r.get("status") == "ok"})
+    extractors = sorted({str(r.get("extractor_id", r.get("extractor"))) for r in records if r.get("status") == "ok"})
     if len(extractors) > 1:
         lines += [f"**Warning**: runs measured with different extractors ({', '.join(extractors)}).", ""]
     for metric in metric_names(records):

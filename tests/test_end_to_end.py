@@ -152,7 +152,7 @@ def test_image_runs_record_fid_is_kid_for_raw_and_ema_with_the_extractor(tmp_pat
                           f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert record["extractor"].startswith("domain:digits:")
+    assert record["extractor"] == "domain" and record["extractor_id"].startswith("domain:digits:")
     assert record["extractor_info"]["test_accuracy"] >= 0.9
     for net in ("raw", "ema"):
         m = record["metrics"][net]
@@ -176,7 +176,20 @@ def test_stacked_mnist_run_records_modes_and_kl(tmp_path):
                           f"metrics.cache_dir={tmp_path / 'cache'}", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert record["extractor"].startswith("stacked-modes/domain:mnist:")
+    assert record["extractor"] == "domain" and record["extractor_id"].startswith("stacked-modes/domain:mnist:")
     for net in ("raw", "ema"):
         m = record["metrics"][net]
         assert 1 <= m["modes"] <= 500 and 0.0 <= m["kl"] <= math.log(1000) + 1e-9 and m["n_samples"] == 500
+
+
+def test_evaluation_does_not_change_the_training_curve(tmp_path):
+    """Same seed, with and without evaluation every 5 iterations: identical logged losses."""
+    curves = []
+    for every in (0, 5):
+        run_dir = tmp_path / f"every{every}"
+        train(make_cfg("data=digits", "trainer.max_steps=20", "trainer.log_every_n_steps=1", f"metrics.every={every}",
+                       "metrics.image_samples=100", "metrics.kid_subset_size=50", "model.g_channels=8",
+                       "model.d_channels=8", f"metrics.cache_dir={tmp_path / 'cache'}"), run_dir)
+        with open(run_dir / "csv" / "metrics.csv") as f:
+            curves.append([(row["loss/d"], row["loss/g"]) for row in csv.DictReader(f) if row.get("loss/d")])
+    assert len(curves[0]) == 20 and curves[0] == curves[1]

@@ -133,8 +133,9 @@ class ImageFidelityEvaluator:
         self.z, self.real, self.torch_fidelity_name = z, real[: len(z)].cpu(), extractor
         self.weights_path, self.info, self.cache_root = weights_path, info, Path(cache_root).expanduser()
         self.kid_subset_size = kid_subset_size
-        self.extractor = info["extractor"]
-        self.cache_name = f"{self.extractor}-{len(self.real)}".replace(":", "_").replace("/", "_")
+        self.extractor = "inception" if extractor == INCEPTION_EXTRACTOR else "domain"
+        self.extractor_id = info["extractor"]  # the exact network: two ids never share a table
+        self.cache_name = f"{self.extractor_id}-{len(self.real)}".replace(":", "_").replace("/", "_")
 
     def score(self, samples: torch.Tensor) -> dict:
         m = fidelity_metrics(samples.cpu(), self.real, self.weights_path, real_cache_name=self.cache_name,

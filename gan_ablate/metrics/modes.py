@@ -30,7 +30,7 @@ def mode_metrics(samples: torch.Tensor, modes: torch.Tensor, std: float, hq_sigm
 class ModeEvaluator:
     """Scores generated points on the mixture's modes; `z` is the fixed latent batch to evaluate on."""
 
-    extractor = "mode_metrics"
+    extractor = extractor_id = "mode_metrics"
 
     def __init__(self, modes: torch.Tensor, std: float, z: torch.Tensor, hq_sigmas: float = 3.0):
         self.modes, self.std, self.z, self.hq_sigmas = modes, std, z, hq_sigmas

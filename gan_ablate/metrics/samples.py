@@ -5,7 +5,7 @@ import torch
 
 
 class ImageSampler:
-    extractor = None
+    extractor = extractor_id = None
 
     def __init__(self, z: torch.Tensor):
         self.z = z

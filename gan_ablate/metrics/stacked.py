@@ -29,7 +29,8 @@ def mode_coverage(modes: torch.Tensor) -> dict:
 class StackedMnistEvaluator:
     def __init__(self, z: torch.Tensor, classifier: DomainClassifier, info: dict):
         self.z, self.classifier, self.info = z, classifier, info
-        self.extractor = f"stacked-modes/{info['extractor']}"
+        self.extractor = "domain"
+        self.extractor_id = f"stacked-modes/{info['extractor']}"
 
     def score(self, samples: torch.Tensor) -> dict:
         return {**mode_coverage(stacked_modes(samples.cpu(), self.classifier)), "n_samples": len(samples)}
