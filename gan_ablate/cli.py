@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_ablate.config import ConfigError, register_configs
+from gan_ablate.sweep.outcome import CellsFailed
 
 register_configs()
 log = logging.getLogger("gan_ablate")
@@ -32,42 +33,50 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         return compose("train", overrides=list(overrides or []))
 
 
-def _sweep_info():
+def _sweep_info(cfg: DictConfig):
+    """Where this job sits in its sweep: group (the sweep folder), design, cell and the overrides
+    that made it (reports tell cells apart by them)."""
     from gan_ablate.run import SweepInfo
     hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:
-        return SweepInfo(group=str(hc.sweep.dir), job_num=hc.job.num)
-    return SweepInfo()
-
-
-FAILED_CELLS: list[str] = []  # jobs of this process's sweep that failed
+    if hc.mode != RunMode.MULTIRUN:
+        return SweepInfo()
+    ablation = cfg.get("ablation") or {}
+    tricks = list(cfg.get("trick") or {})
+    return SweepInfo(group=str(hc.sweep.dir), job_num=hc.job.num,
+                     design=ablation.get("design") if ablation.get("cell") else "grid",
+                     cell=ablation.get("cell") or "+".join(tricks) or "baseline",
+                     reference=ablation.get("reference"), overrides=list(hc.overrides.task))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> None:
-    from gan_ablate.record import RunRecord
-    from gan_ablate.run import run_name, train  # heavy imports after Hydra has parsed the command line
+def hydra_main(cfg: DictConfig) -> str:
+    """One job. Returns the run's status, which the sweepers read (a job in a sweep never raises:
+    its failure is in its result.json and traceback.txt, and the sweep goes on)."""
+    from gan_ablate.record import RunRecord, run_name
+    from gan_ablate.run import train  # heavy imports after Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    sweep = _sweep_info()
+    sweep = _sweep_info(cfg)
     in_sweep = sweep.group is not None
     try:
-        train(cfg, run_dir, sweep)
+        return train(cfg, run_dir, sweep).data["status"]
     except ConfigError as e:
         if not in_sweep:
             print(f"gan-ablate: config error: {e}", file=sys.stderr)
             sys.exit(2)
         # one bad cell (e.g. two tricks that conflict) is recorded and the sweep goes on
         tricks = list(cfg.get("trick") or {})
-        RunRecord(run_dir, name=run_name(tricks, cfg.seed), tricks=tricks, seed=cfg.seed, sweep=sweep.group,
-                  job_num=sweep.job_num, status="skipped", reason=str(e), metrics={}).write()
+        RunRecord(run_dir, name=run_name(tricks, cfg.seed), tricks=tricks, seed=cfg.seed, **sweep.fields(),
+                  status="skipped", reason=str(e), metrics={}).write()
         log.warning("job %s skipped: %s", sweep.job_num, e)
+        return "skipped"
     except Exception as e:
         if not in_sweep:
             raise
-        FAILED_CELLS.append(str(run_dir))  # train() has written status failed and traceback.txt
+        # train() has written status failed and traceback.txt
         log.error("job %s failed (%s: %s); the sweep goes on. Traceback: %s",
                   sweep.job_num, type(e).__name__, e, run_dir / "traceback.txt")
+        return "failed"
 
 
 def one_line(error: BaseException) -> str:
@@ -95,14 +104,14 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
-    except (HydraException, OmegaConfBaseException) as e:
+    except CellsFailed as e:  # raised by the sweepers once every job has run
+        print(f"gan-ablate: {e}", file=sys.stderr)
+        sys.exit(1)
+    except (HydraException, OmegaConfBaseException, ConfigError) as e:
         if user_full_error == "1":
             raise
         print(f"gan-ablate: config error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    if FAILED_CELLS:
-        print(f"gan-ablate: {len(FAILED_CELLS)} job(s) failed: {', '.join(FAILED_CELLS)}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """A configuration value is not allowed. The message names the key and what is allowed."""
 
 
+class TrickConflict(ConfigError):
+    """Two chosen tricks (or a trick and a loss/normalisation) cannot run together: in a sweep, that
+    cell is recorded as skipped rather than the whole sweep refused."""
+
+
 def _check_choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
@@ -265,6 +270,39 @@ class TrainerConfig:
         _check_range("trainer.log_every_n_steps", self.log_every_n_steps, 1)
 
 
+DESIGNS = ("add_one", "leave_one_out", "factorial", "explicit")
+
+
+@dataclass
+class AblationConfig:
+    """What `-m hydra/sweeper=ablation` sweeps (hydra_plugins/gan_ablate_sweepers). The sweeper fills
+    design/cell/reference of every job it launches; a plain `-m` sweep leaves them unset."""
+    design: str = "add_one"     # add_one | leave_one_out | factorial | explicit
+    tricks: list[str] = field(default_factory=list)      # the tricks under study
+    baseline: list[str] = field(default_factory=list)    # tricks every cell keeps
+    cells: list[list[str]] = field(default_factory=list)  # design=explicit: the combinations
+    seeds: int = 3              # seeds 0..N-1 for every cell
+    max_cells: int = 64         # factorial designs larger than this are refused...
+    force: bool = False         # ...unless forced
+    cell: Optional[str] = None       # this job's cell, e.g. "+spectral_norm" or "-ema"
+    reference: Optional[str] = None  # the cell the others are compared with
+
+    def __post_init__(self) -> None:
+        _check_choice("ablation.design", self.design, DESIGNS)
+        _check_range("ablation.seeds", self.seeds, 1)
+        _check_range("ablation.max_cells", self.max_cells, 1)
+
+
+@dataclass
+class CheckpointConfig:
+    """Every run keeps `checkpoints/last.ckpt` in its folder; starting the run again resumes from it."""
+    every: int = 500            # iterations between checkpoints (0: only on SIGUSR1/SIGTERM)
+    resume: bool = True         # false: start over even when last.ckpt exists
+
+    def __post_init__(self) -> None:
+        _check_range("checkpoint.every", self.every, 0)
+
+
 @dataclass
 class TrainConfig:
     seed: int = 0
@@ -277,6 +315,8 @@ class TrainConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     # trick name -> its parameters; the keys, in order, are the active tricks
     trick: dict[str, Any] = field(default_factory=dict)
 

@@ -211,9 +211,12 @@ class GANModule(pl.LightningModule):
 
     # -- checkpoint state that is not in the nets --------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict()}
+        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict(),
+                                    "failure_watch": self.failure_watch.state_dict() if self.failure_watch else None}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("gan_ablate", {})
         self.iteration = state.get("iteration", 0)
         self.hooks.load_state_dict(state.get("tricks", {}))
+        if self.failure_watch is not None and state.get("failure_watch"):
+            self.failure_watch.load_state_dict(state["failure_watch"])

@@ -9,6 +9,13 @@ from typing import Any
 
 RESULT_FILE = "result.json"
 STATUSES = ("running", "ok", "diverged", "skipped", "failed")
+# +1: higher is better, -1: lower is better (reports mark the better side, W&B keeps the best value)
+METRIC_DIRECTIONS = {"modes": 1, "hq": 1, "reverse_kl": -1, "fid": -1, "kid": -1, "is": 1, "kl": -1}
+FINAL_METRICS = ("modes", "hq", "reverse_kl", "kl")  # judged at the end of training, not at their best
+
+
+def run_name(tricks: list[str], seed: int) -> str:
+    return f"{'+'.join(tricks) or 'baseline'}-s{seed}"
 
 
 class RunRecord:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import signal
 import time
 import traceback
 import warnings
@@ -18,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from gan_ablate.callbacks import EvaluationCallback
+from gan_ablate.callbacks.checkpoint import (LAST, CheckpointOnSignal, IterationCheckpoint, KeepLogsInStep,
+                                             kept_csv_rows, read_checkpoint)
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
@@ -26,14 +30,20 @@ from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.plots import plot_images, plot_points
-from gan_ablate.record import RunRecord
+from gan_ablate.record import FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, run_name
 from gan_ablate.tricks import build_tricks
 
 log = logging.getLogger("gan_ablate")
 
 # Lightning's advice for map-style loaders does not apply: the data lives in one tensor already.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # inside Lightning, nothing to act on
+warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+# Resuming mid-epoch is exact here: Lightning's batches are only iteration numbers, and every random
+# draw is addressed by (seed, iteration) (tests/test_resume.py); the CSV rows are restored by hand.
+warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
+warnings.filterwarnings("ignore", ".*Experiment logs directory .* exists and is not empty.*")
+# on a SLURM node, jobs run through submitit (not srun), which Lightning cannot know
+warnings.filterwarnings("ignore", ".*The `srun` command is available on your system but is not used.*")  # inside Lightning, nothing to act on
 # Lightning's start-up banner (accelerator availability, advertising tips) drowns the sweep's log
 logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
@@ -41,13 +51,18 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARN
 @dataclass
 class SweepInfo:
     """Where a run sits in a sweep; None fields for a single run."""
-    group: Optional[str] = None
+    group: Optional[str] = None      # the sweep folder: W&B group and the sweep's id
     job_num: Optional[int] = None
-    extra: dict = field(default_factory=dict)
+    design: Optional[str] = None     # grid (plain -m) or an ablation design
+    cell: Optional[str] = None
+    reference: Optional[str] = None  # the cell the others are compared with
+    overrides: list = field(default_factory=list)
 
-
-def run_name(tricks: list[str], seed: int) -> str:
-    return f"{'+'.join(tricks) or 'baseline'}-s{seed}"
+    def fields(self) -> dict:
+        """The fields result.json carries (a single run has none of them)."""
+        return {} if self.group is None else {
+            "sweep": self.group, "job_num": self.job_num, "design": self.design, "cell": self.cell,
+            "reference": self.reference, "overrides": self.overrides}
 
 
 def wandb_mode(configured: Optional[str]) -> str:
@@ -80,15 +95,38 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
     if settings.logger.wandb:
         os.environ.setdefault("WANDB_SILENT", "true")
         tricks = list(settings.trick)
+        # group = the sweep; the cell and seed in the config, so W&B's grouped tables split by them
         wandb_logger = pl.loggers.WandbLogger(
             project=settings.logger.project, entity=settings.logger.entity, name=name,
-            group=sweep.group, tags=tricks or ["baseline"], save_dir=str(run_dir),
-            mode=wandb_mode(settings.logger.mode), config=resolved, reinit=True,
+            group=sweep.group, tags=(tricks or ["baseline"]) + ([f"design:{sweep.design}"] if sweep.design else []),
+            save_dir=str(run_dir), mode=wandb_mode(settings.logger.mode), reinit=True,
+            config={**resolved, "cell": sweep.cell or name.rsplit("-s", 1)[0], "design": sweep.design,
+                    "sweep": sweep.group},
+            id=wandb_run_id(run_dir), resume="allow",
         )
         # Lightning always passes `anonymous`, which current wandb warns about on every run
         wandb_logger._wandb_init.pop("anonymous", None)
+        define_summaries(wandb_logger.experiment)
         loggers.append(wandb_logger)
     return loggers
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """One W&B run per run folder: a resumed run (after SIGKILL or a SLURM requeue) continues it."""
+    import wandb.util
+
+    path = Path(run_dir) / "wandb_run_id"
+    if not path.exists():
+        path.write_text(wandb.util.generate_id())
+    return path.read_text().strip()
+
+
+def define_summaries(experiment) -> None:
+    """What a run's row in W&B's tables shows: the best FID/KID/IS and the final mode metrics."""
+    for net in ("raw", "ema"):
+        for metric in METRIC_DIRECTIONS:
+            summary = "last" if metric in FINAL_METRICS else ("min" if METRIC_DIRECTIONS[metric] < 0 else "max")
+            experiment.define_metric(f"eval/{net}/{metric}", summary=summary)
 
 
 def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
@@ -142,19 +180,66 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path) -> EvaluationCall
                               interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation)
 
 
+# keys that may change between the first start of a run and its resumption
+RESUMABLE_CHANGES = ("checkpoint", "logger", "trainer.enable_progress_bar")
+
+
+def config_change(before: dict, now: dict, prefix: str = "") -> Optional[str]:
+    """The first key (dotted) whose value differs, ignoring RESUMABLE_CHANGES; None when equal."""
+    for key in sorted(set(before) | set(now)):
+        dotted = f"{prefix}{key}"
+        if dotted in RESUMABLE_CHANGES:
+            continue
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = config_change(a, b, dotted + ".")
+            if found:
+                return found
+        elif a != b:
+            return dotted
+    return None
+
+
+def previous_attempt(run_dir: Path, resolved: dict) -> Optional[dict]:
+    """The run folder's record from an earlier start of this same run (None: a fresh folder).
+    Refuses a folder that holds a different run."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return None
+    previous = json.loads(path.read_text())
+    changed = config_change(previous.get("config") or {}, resolved)
+    if changed:
+        raise ConfigError(f"{run_dir} holds a run whose {changed} differs from this one's; "
+                          "give this run another folder (hydra.run.dir=...) or delete that one")
+    return previous
+
+
 def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> RunRecord:
     """Train one run and write its result.json. Config errors raise ConfigError before anything
-    is written; failures during training are recorded (status failed) and re-raised."""
+    is written; failures during training are recorded (status failed) and re-raised.
+
+    Started again in the same folder, a run resumes from checkpoints/last.ckpt (and a finished
+    one returns its record without training again) unless checkpoint.resume=false."""
     sweep = sweep or SweepInfo()
     settings = check_config(cfg)
     run_dir = Path(run_dir)
     tricks = list(settings.trick)
     name = run_name(tricks, settings.seed)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    last_ckpt = run_dir / "checkpoints" / LAST
+    previous = previous_attempt(run_dir, resolved) if settings.checkpoint.resume else None
+    if previous and previous.get("status") in ("ok", "diverged"):
+        log.info("%s: already finished in %s (status %s)", name, run_dir, previous["status"])
+        return RunRecord(run_dir, **previous)
+    resume = settings.checkpoint.resume and last_ckpt.exists()
+    checkpoint = read_checkpoint(last_ckpt) if resume else {}
 
     record = RunRecord(run_dir, name=name, tricks=tricks, seed=settings.seed, data=settings.data.name,
-                       loss=settings.loss.name, sweep=sweep.group, job_num=sweep.job_num, **sweep.extra,
-                       config=resolved, status="running", metrics={}, history=[])
+                       loss=settings.loss.name, **sweep.fields(),
+                       config=resolved, status="running", metrics={}, history=[],
+                       attempts=(previous or {}).get("attempts", 0) + 1)
+    if resume:
+        record.data["resumed_from_iteration"] = checkpoint["gan_ablate"]["iteration"]
     record.write()
     start = time.time()
     loggers = []
@@ -165,28 +250,42 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         evaluation = build_evaluation(settings, dm, run_dir)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None))
+        kept_rows = kept_csv_rows(run_dir / "csv" / "metrics.csv", checkpoint) if resume else []
         loggers = build_loggers(settings, run_dir, name, sweep, resolved)
+        for logger in loggers:  # a new CSV logger empties the file: put back the rows the checkpoint saw
+            if isinstance(logger, pl.loggers.CSVLogger):
+                logger.experiment.metrics.extend(kept_rows)
+        saver = IterationCheckpoint(last_ckpt.parent, settings.checkpoint.every)
+        on_signal = CheckpointOnSignal(saver)
         t = settings.trainer
         trainer = pl.Trainer(
             max_epochs=1, max_steps=-1, accelerator=t.accelerator, devices=t.devices, precision=t.precision,
-            logger=loggers or False, log_every_n_steps=1, enable_checkpointing=False,
-            enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
-            callbacks=[evaluation] + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)]
-                                     if t.enable_progress_bar else []),
+            logger=loggers or False, log_every_n_steps=1, enable_model_summary=False,
+            enable_progress_bar=t.enable_progress_bar,
+            callbacks=[evaluation, KeepLogsInStep(), on_signal, saver]
+            + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar else []),
             default_root_dir=str(run_dir), num_sanity_val_steps=0,
         )
-        log.info("%s: training %d iterations on %s", name, t.max_steps, trainer.strategy.root_device)
-        trainer.fit(module, datamodule=dm)
-        watch = module.failure_watch
-        diverged = watch is not None and watch.diverged
-        record.update(status="diverged" if diverged else "ok", metrics=evaluation.final, history=evaluation.history,
-                      iterations=module.iteration, primary=settings.metrics.primary,
-                      failure_flags=[vars(e) for e in watch.events] if watch else [],
-                      wall_time_s=round(time.time() - start, 3))
-        log.info("%s: %s", name, evaluation.final)
-        return record
+        log.info("%s: %s %d iterations on %s", name,
+                 f"resuming at iteration {checkpoint['gan_ablate']['iteration']} of" if resume else "training",
+                 t.max_steps, trainer.strategy.root_device)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None, weights_only=True)
+        if on_signal.received is not None:
+            record.update(interrupted_at_iteration=module.iteration, wall_time_s=round(time.time() - start, 3),
+                          note=f"stopped by {signal.Signals(on_signal.received).name} with a checkpoint; "
+                               "starting the run again resumes it")
+        else:
+            watch = module.failure_watch
+            diverged = watch is not None and watch.diverged
+            record.update(status="diverged" if diverged else "ok", metrics=evaluation.final,
+                          history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
+                          failure_flags=[vars(e) for e in watch.events] if watch else [],
+                          wall_time_s=round(time.time() - start, 3))
+            summarise_in_wandb(loggers, evaluation.final)
+            log.info("%s: %s", name, evaluation.final)
     except ConfigError:
-        record.path.unlink(missing_ok=True)  # refused, not run: the caller reports it
+        if not previous:
+            record.path.unlink(missing_ok=True)  # refused, not run: the caller reports it
         raise
     except BaseException as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_time_s=round(time.time() - start, 3))
@@ -194,6 +293,18 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         raise
     finally:
         _finish_wandb(loggers)
+    if on_signal.received is not None:
+        on_signal.hand_back()  # requeue and exit
+    return record
+
+
+def summarise_in_wandb(loggers: list[Any], final: dict) -> None:
+    """final/<G>/<metric> in each W&B run's summary: one column per metric in W&B's tables."""
+    for logger in loggers:
+        if isinstance(logger, pl.loggers.WandbLogger):
+            for net, values in final.items():
+                for metric, value in values.items():
+                    logger.experiment.summary[f"final/{net}/{metric}"] = value
 
 
 def _finish_wandb(loggers: list[Any]) -> None:

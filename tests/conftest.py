@@ -45,3 +45,17 @@ def run_train_py(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess
 @pytest.fixture
 def cfg_factory():
     return make_cfg
+
+
+def image_folders(root: Path) -> tuple[Path, Path]:
+    """A folder of four 8x8 grey images, and one whose only image is not an image (a job that raises)."""
+    import numpy as np
+    from PIL import Image
+
+    good, bad = root / "good", root / "bad"
+    good.mkdir()
+    bad.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(good / f"{i}.png")
+    (bad / "broken.png").write_bytes(b"not a png at all")
+    return good, bad

@@ -5,7 +5,7 @@ import math
 import time
 
 import pytest
-from conftest import ROOT, make_cfg, run_train_py
+from conftest import ROOT, image_folders, make_cfg, run_train_py
 
 from gan_ablate.record import load_records
 from gan_ablate.run import train
@@ -84,15 +84,7 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
 
 
 def test_a_failing_or_refused_cell_does_not_stop_the_sweep(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    good, bad = tmp_path / "good", tmp_path / "bad"
-    good.mkdir()
-    bad.mkdir()
-    for i in range(4):
-        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(good / f"{i}.png")
-    (bad / "broken.png").write_bytes(b"not a png at all")
+    good, bad = image_folders(tmp_path)
     sweep = tmp_path / "sweep"
     result = run_train_py("-m", "data=image_folder", f"data.root={good},{bad}", "data.image_size=8",
                           "data.channels=1", "model.z_dim=8", "data.batch_size=4,-1",

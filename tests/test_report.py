@@ -1,4 +1,4 @@
-"""Sweep aggregation: seed statistics per cell and the report over records written by hand."""
+"""Sweep aggregation and the report, over records written by hand (the numbers are known)."""
 import json
 import math
 import subprocess
@@ -9,7 +9,8 @@ import pytest
 from conftest import ROOT
 from scipy import stats
 
-from gan_ablate.sweep.aggregate import group_cells, summarise
+from gan_ablate.record import load_records
+from gan_ablate.sweep.aggregate import difference, group_cells, reference_of, summarise
 
 
 def test_summary_matches_scipy():
@@ -22,30 +23,77 @@ def test_summary_matches_scipy():
     assert math.isnan(summarise([3.0]).se)
 
 
+def test_difference_interval_is_welchs():
+    a, b = [6.0, 7.5, 8.0, 5.0, 9.0], [4.0, 4.5, 6.0]
+    d = difference(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d.mean == pytest.approx(np.mean(a) - np.mean(b))
+    assert (d.ci_low, d.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert math.isnan(difference([1.0], b).ci_low)  # one seed: no interval
+
+
 def _write(folder, folder_name, **record):
     (folder / folder_name).mkdir(parents=True)
     (folder / folder_name / "result.json").write_text(json.dumps(record))
 
 
-def test_report_groups_cells_and_lists_runs_without_results(tmp_path):
-    for seed, modes in enumerate([6, 8]):
+def test_cells_are_told_apart_by_the_overrides_that_vary_not_those_all_runs_share(tmp_path):
+    for loss in ("hinge", "wgan_gp"):
+        for tricks in ([], ["ema"]):
+            _write(tmp_path, f"{loss}{len(tricks)}", tricks=tricks, seed=0, status="ok",
+                   overrides=[f"loss={loss}", "trainer.max_steps=200", f"trick=[{','.join(tricks)}]", "seed=0"],
+                   metrics={"raw": {"fid": 1.0}})
+    cells = group_cells(load_records(tmp_path))
+    assert set(cells) == {"baseline [loss=hinge]", "ema [loss=hinge]", "baseline [loss=wgan_gp]", "ema [loss=wgan_gp]"}
+    # each cell is compared with the baseline of its own variant
+    assert reference_of(cells["ema [loss=wgan_gp]"], cells).name == "baseline [loss=wgan_gp]"
+
+
+def test_design_reference_cell_is_used_and_can_be_overridden(tmp_path):
+    for label, tricks in (("all", ["a", "b"]), ("-a", ["b"]), ("-b", ["a"])):
+        _write(tmp_path, label, tricks=tricks, seed=0, status="ok", cell=label, reference="all", design="leave_one_out",
+               metrics={"raw": {"modes": 1}})
+    cells = group_cells(load_records(tmp_path))
+    assert list(cells)[0] == "all"  # the reference first
+    assert reference_of(cells["-a"], cells).name == "all"
+    assert reference_of(cells["-a"], cells, override="-b").name == "-b"
+
+
+def test_report_tables_differences_failures_and_plots(tmp_path):
+    for seed, modes in enumerate([6, 8, 7]):
         _write(tmp_path, f"b{seed}", tricks=[], seed=seed, status="ok", extractor="mode_metrics",
-               metrics={"raw": {"modes": modes}, "ema": {"modes": modes + 1}})
+               metrics={"raw": {"modes": modes}, "ema": {"modes": modes + 1}},
+               history=[{"iteration": 10, "raw": {"modes": modes - 1}}, {"iteration": 20, "raw": {"modes": modes}}])
         _write(tmp_path, f"s{seed}", tricks=["spectral_norm"], seed=seed, status="ok", extractor="mode_metrics",
-               metrics={"raw": {"modes": 8}, "ema": {"modes": 8}})
+               metrics={"raw": {"modes": 8 + seed * 0.1}, "ema": {"modes": 2}})
+        (tmp_path / f"s{seed}" / "csv").mkdir()
+        (tmp_path / f"s{seed}" / "csv" / "metrics.csv").write_text(
+            "loss/d,loss/g,step\n" + "".join(f"{1 / (i + 1)},{i / 10},{i}\n" for i in range(30)))
     _write(tmp_path, "x", name="label_smoothing-s0", tricks=["label_smoothing"], seed=0, status="failed",
            error="RuntimeError: boom", metrics={})
-    _write(tmp_path, "r", name="spectral_norm-s2", tricks=["spectral_norm"], seed=2, status="running", metrics={})
-    from gan_ablate.record import load_records
+    _write(tmp_path, "r", name="spectral_norm-s3", tricks=["spectral_norm"], seed=3, status="running", metrics={})
     cells = group_cells(load_records(tmp_path))
-    assert list(cells) == ["baseline", "label_smoothing", "spectral_norm"]
-    assert cells["baseline"].values("raw", "modes") == [6.0, 8.0]
-    assert cells["spectral_norm"].values("raw", "modes") == [8.0, 8.0]  # the running one is left out
+    assert list(cells) == ["baseline", "spectral_norm", "label_smoothing"]
+    assert cells["spectral_norm"].values("raw", "modes") == pytest.approx([8.0, 8.1, 8.2])  # not the running one
 
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
-    assert "| baseline | raw | 2 | 7 | 1 |" in out
-    assert "| spectral_norm | ema | 2 | 8 |" in out
-    assert "| label_smoothing-s0 | failed | RuntimeError: boom |" in out
-    assert "spectral_norm-s2 | running" in out
-    assert (tmp_path / "report.md").read_text().startswith("# Ablation report")
+    assert "| baseline | 3 | 7 | 0.577 | [4.52, 9.48] | reference |" in out
+    d = difference([8.0, 8.1, 8.2], [6.0, 8.0, 7.0])
+    assert f"| spectral_norm | 3 | 8.1 | 0.0577 | [7.85, 8.35] | {d.mean:.3g} [{d.ci_low:.3g}, {d.ci_high:.3g}] |" in out
+    assert "| spectral_norm | 3 | 2 | 0 | [2, 2] | -6 [-8.48, -3.52] worse |" in out  # EMA modes fell: CI < 0
+    assert "| label_smoothing-s0 | 0 | failed | RuntimeError: boom | x |" in out
+    assert "| spectral_norm-s3 | 3 | running |" in out
+    md = (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    for image in ("metric_modes.png", "curves_losses.png", "curves_evaluation.png"):
+        assert (tmp_path / "report" / image).stat().st_size > 5000
+        assert f"(report/{image})" in md and f"src='report/{image}'" in html
+    assert "<td>RuntimeError: boom</td>" in html
+    assert not (tmp_path / "report" / "curves_gradient_norms.png").exists()  # no run logged them
+
+
+def test_report_of_an_empty_folder_says_so(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "no result.json" in result.stderr

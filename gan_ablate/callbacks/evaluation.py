@@ -35,6 +35,13 @@ class EvaluationCallback(pl.Callback):
         self.final: dict = {}
         self._last_iteration = -1
 
+    # in the checkpoint: a resumed run's history has every evaluation exactly once
+    def state_dict(self) -> dict:
+        return {"history": self.history, "last_iteration": self._last_iteration}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history, self._last_iteration = list(state["history"]), state["last_iteration"]
+
     def evaluate(self, pl_module) -> dict:
         # fork_rng: evaluation draws nothing from the training stream
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):

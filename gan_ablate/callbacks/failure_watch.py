@@ -65,3 +65,14 @@ class FailureWatch:
                 new.append(self._raise(iteration, "g_loss_falling_while_d_wins",
                                        f"loss/g fell {self.window} times in a row while loss/d < {self.d_winning}"))
         return [e for e in new if e is not None]
+
+    def state_dict(self) -> dict:
+        """Plain lists and numbers, so checkpoints load with weights_only=True."""
+        return {"d": list(self._d), "g": list(self._g), "raised": sorted(self._raised), "diverged": self.diverged,
+                "events": [[e.iteration, e.flag, e.detail] for e in self.events]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._d.extend(state["d"])
+        self._g.extend(state["g"])
+        self._raised, self.diverged = set(state["raised"]), state["diverged"]
+        self.events = [FailureEvent(*e) for e in state["events"]]

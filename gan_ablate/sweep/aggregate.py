@@ -1,10 +1,15 @@
-"""Aggregate result.json records per cell (a trick combination) over seeds."""
+"""Aggregate result.json records per cell (a trick combination, plus whatever else the sweep varied)
+over seeds, and compare each cell with its reference cell."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 from scipy import stats
+
+# overrides that do not define a cell: the seed, the sweeper's bookkeeping, Hydra's own
+_NOT_CELL_KEYS = ("seed", "trick", "ablation.", "hydra.", "+hydra.")
 
 
 @dataclass
@@ -18,6 +23,8 @@ class Summary:
 
 def summarise(values: list[float]) -> Summary:
     n = len(values)
+    if n == 0:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan)
     mean = sum(values) / n
     if n < 2:
         return Summary(n, mean, math.nan, math.nan, math.nan)
@@ -27,6 +34,23 @@ def summarise(values: list[float]) -> Summary:
     return Summary(n, mean, se, mean - half, mean + half)
 
 
+def difference(cell: list[float], reference: list[float]) -> Summary:
+    """mean(cell) - mean(reference) with a 95% Welch t-interval (seeds differ between cells)."""
+    a, b = summarise(cell), summarise(reference)
+    if a.n == 0 or b.n == 0:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan)
+    diff = a.mean - b.mean
+    if a.n < 2 or b.n < 2:
+        return Summary(min(a.n, b.n), diff, math.nan, math.nan, math.nan)
+    va, vb = a.se ** 2, b.se ** 2
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Summary(min(a.n, b.n), diff, 0.0, diff, diff)
+    dof = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))
+    half = stats.t.ppf(0.975, dof) * se
+    return Summary(min(a.n, b.n), diff, se, diff - half, diff + half)
+
+
 def cell_name(tricks: list[str]) -> str:
     return "+".join(tricks) or "baseline"
 
@@ -34,6 +58,9 @@ def cell_name(tricks: list[str]) -> str:
 @dataclass
 class Cell:
     name: str
+    label: str                       # the design's name of the cell ("+ema", "-ema", "all", "baseline")
+    variant: str = ""                # other overrides the sweep varied, e.g. "loss=hinge"
+    reference: Optional[str] = None  # label of the cell this one is compared with
     records: list[dict] = field(default_factory=list)
 
     def ok(self) -> list[dict]:
@@ -44,18 +71,44 @@ class Cell:
                 if metric in r.get("metrics", {}).get(net, {})]
 
 
+def _cell_overrides(record: dict) -> list[str]:
+    return [o for o in record.get("overrides") or [] if not o.lstrip("+~").startswith(_NOT_CELL_KEYS)]
+
+
 def group_cells(records: list[dict]) -> dict[str, Cell]:
+    """Cells keyed by name: the design's label, plus the overrides that vary across the sweep
+    (an override every run shares, like trainer.max_steps=200, names no cell)."""
+    per_record = [_cell_overrides(r) for r in records]
+    shared = set.intersection(*(set(o) for o in per_record)) if per_record else set()
     cells: dict[str, Cell] = {}
-    for r in records:
-        name = cell_name(r.get("tricks", []))
-        cells.setdefault(name, Cell(name)).records.append(r)
-    # baseline first, then by name
-    return dict(sorted(cells.items(), key=lambda kv: (kv[0] != "baseline", kv[0])))
+    for r, overrides in zip(records, per_record):
+        label = r.get("cell") or cell_name(r.get("tricks", []))
+        variant = " ".join(o for o in overrides if o not in shared)
+        name = f"{label} [{variant}]" if variant else label
+        cell = cells.setdefault(name, Cell(name, label, variant, r.get("reference")))
+        cell.records.append(r)
+    order = {c.name: i for i, c in enumerate(cells.values())}
+    # reference cells first, then as the sweep listed them
+    return dict(sorted(cells.items(), key=lambda kv: (kv[1].variant, not is_reference(kv[1]), order[kv[0]])))
+
+
+def is_reference(cell: Cell) -> bool:
+    return cell.label == (cell.reference or "baseline")
+
+
+def reference_of(cell: Cell, cells: dict[str, Cell], override: Optional[str] = None) -> Optional[Cell]:
+    """The cell `cell` is compared with: same variant, label = the design's reference (or
+    `override`, or "baseline" for a plain sweep)."""
+    label = override or cell.reference or "baseline"
+    for other in cells.values():
+        if other.label == label and other.variant == cell.variant:
+            return other
+    return None
 
 
 def metric_names(records: list[dict]) -> list[str]:
     names: dict[str, None] = {}
     for r in records:
         for per_net in r.get("metrics", {}).values():
-            names.update(dict.fromkeys(per_net))
+            names.update(dict.fromkeys(k for k in per_net if k not in ("n_samples",)))
     return list(names)

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import ConfigError, TrickConflict
 
 if TYPE_CHECKING:
     from gan_ablate.module import GANModule
@@ -163,7 +163,7 @@ def check_conflicts(names: Iterable[str], choices: Iterable[str] = ()) -> None:
         for b in TRICKS[a].conflicts:
             if b in active:
                 what = f"trick {b!r}" if b in TRICKS else b
-                raise ConfigError(f"trick {a!r} conflicts with {what}: they cannot run together")
+                raise TrickConflict(f"trick {a!r} conflicts with {what}: they cannot run together")
 
 
 class HookChain:

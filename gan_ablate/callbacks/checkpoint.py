@@ -1,0 +1,128 @@
+"""Checkpoints that let a run be killed at any point and started again as if never stopped.
+
+- IterationCheckpoint: Lightning's ModelCheckpoint keeping one `last.ckpt`, every N *iterations*
+  (Lightning's step counter counts optimizer steps: n_critic + g_steps of them per iteration).
+- KeepLogsInStep: flushes the loggers into the checkpoint's moment and records how many CSV rows
+  were on disk, so a resumed run drops the rows written after it and logs them again, exactly once.
+- CheckpointOnSignal: SIGUSR1/SIGUSR2 (SLURM's warning before the time limit) and SIGTERM
+  (preemption, scancel, kill) end the current iteration, write last.ckpt and stop training; the
+  run then hands the signal to whoever was listening before (submitit requeues the job) or asks
+  SLURM to requeue it itself.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+log = logging.getLogger("gan_ablate")
+LAST = "last.ckpt"
+
+
+class IterationCheckpoint(ModelCheckpoint):
+    def __init__(self, dirpath: Path, every: int):
+        super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=0, enable_version_counter=False)
+        self.every_iterations = every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_iterations and pl_module.iteration % self.every_iterations == 0:
+            self.save_now(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save_now(trainer)  # the final nets, for whoever wants to sample from them later
+
+    def save_now(self, trainer: pl.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def csv_file(trainer: pl.Trainer) -> Path | None:
+    for logger in trainer.loggers:
+        if isinstance(logger, pl.loggers.CSVLogger):
+            return Path(logger.experiment.metrics_file_path)
+    return None
+
+
+def count_rows(path: Path | None) -> int:
+    if path is None or not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+class KeepLogsInStep(pl.Callback):
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+        checkpoint["gan_ablate_logs"] = {"csv_rows": count_rows(csv_file(trainer))}
+
+
+def kept_csv_rows(path: Path, checkpoint: dict) -> list[dict]:
+    """The CSV rows a checkpoint had on disk (the rest were logged after it and will be again)."""
+    if not path.exists():
+        return []
+    n = checkpoint.get("gan_ablate_logs", {}).get("csv_rows", 0)
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if v != ""} for _, row in zip(range(n), csv.DictReader(f))]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """Loads only tensors and plain containers (weights_only): a checkpoint cannot run code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CheckpointOnSignal(pl.Callback):
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+
+    def __init__(self, checkpoint: IterationCheckpoint):
+        self.checkpoint = checkpoint
+        self.received: int | None = None
+        # who listened before the run (submitit's handlers in a SLURM job): they get the signal back
+        self.previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        self._during_fit: dict = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread
+            for s in self.SIGNALS:
+                self._during_fit[s] = signal.signal(s, self._note)
+
+    def _note(self, signum, frame) -> None:
+        log.warning("%s received: checkpointing at the end of this iteration", signal.Signals(signum).name)
+        self.received = signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.received is not None and not trainer.should_stop:
+            self.checkpoint.save_now(trainer)
+            log.warning("checkpoint written at iteration %d: %s", pl_module.iteration, self.checkpoint.last_model_path)
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for s, handler in self._during_fit.items():
+            signal.signal(s, handler)
+        self._during_fit = {}
+
+    def hand_back(self) -> None:
+        """After the run has recorded where it stopped: requeue (SLURM) and exit."""
+        signum = self.received
+        previous = self.previous.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)  # submitit: requeues (counting max_num_timeout) and exits
+        job = slurm_job_id()
+        if job and signum != signal.SIGTERM:  # on SIGTERM (preemption) SLURM requeues by itself
+            log.warning("requeueing SLURM job %s", job)
+            subprocess.run(["scontrol", "requeue", job], check=False)
+        raise SystemExit(128 + signum)
+
+
+def slurm_job_id() -> str | None:
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")

@@ -1,0 +1,177 @@
+"""The ablation report of a sweep folder: tables (mean, s.e., 95% CI over seeds, difference to the
+reference cell with its interval), plots (metric per cell, training curves, last samples per cell),
+written as report.md and report.html next to the PNGs. Reads only result.json files and each run's
+csv/metrics.csv, so it works on a sweep that is still running."""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from gan_ablate.record import METRIC_DIRECTIONS, load_records
+from gan_ablate.sweep.aggregate import Cell, difference, group_cells, metric_names, reference_of, summarise
+
+CURVES = {"losses": ("loss/d", "loss/g"), "gradient norms": ("grad_norm/d", "grad_norm/g")}
+
+
+def fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Report:
+    title: str
+    summary: str
+    tables: list[Table] = field(default_factory=list)
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, file name)
+    notes: list[str] = field(default_factory=list)  # warnings and legends, shown above the tables
+
+
+def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optional[str] = None) -> Optional[Table]:
+    """One row per cell: `metric` of the `net` generator (raw or ema) over seeds."""
+    direction = METRIC_DIRECTIONS.get(metric, 0)
+    better = {1: "higher is better", -1: "lower is better"}.get(direction, "")
+    rows = []
+    for cell in cells.values():
+        values = cell.values(net, metric)
+        if not values:
+            continue
+        s = summarise(values)
+        ref = reference_of(cell, cells, reference)
+        if ref is None or ref is cell:
+            diff_text = "reference" if ref is cell else "–"
+        else:
+            d = difference(values, ref.values(net, metric))
+            verdict = ""
+            if not math.isnan(d.ci_low) and direction and (d.ci_low > 0 or d.ci_high < 0):
+                verdict = " better" if (d.mean > 0) == (direction > 0) else " worse"
+            diff_text = f"{fmt(d.mean)} [{fmt(d.ci_low)}, {fmt(d.ci_high)}]{verdict}"
+        rows.append([cell.name, str(s.n), fmt(s.mean), fmt(s.se), f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]", diff_text])
+    if not rows:
+        return None
+    note = (f"{better}; " if better else "") + ("Δ: difference to the reference cell with its 95% Welch interval, "
+                                               "'better'/'worse' where that interval excludes 0")
+    return Table(f"{metric} ({net} G)", ["cell", "seeds", "mean", "s.e.", "95% CI", "Δ vs reference [95% CI]"],
+                 rows, note)
+
+
+DESIGN_LEGENDS = {
+    "add_one": "add_one: 'baseline' is the baseline tricks alone, '+x' adds trick x to them",
+    "leave_one_out": "leave_one_out: 'all' has every trick under study, '-x' all of them but x",
+    "factorial": "factorial: every subset of the tricks under study",
+    "explicit": "explicit: the listed combinations, compared with the first",
+}
+
+
+def runs_without_results(records: list[dict]) -> Optional[Table]:
+    rows = []
+    for r in records:
+        if r.get("status") != "ok":
+            reason = r.get("reason") or r.get("error") or r.get("note") or ""
+            where = Path(r["run_dir"]).name if "run_dir" in r else ""
+            rows.append([r.get("cell") or r.get("name", ""), str(r.get("seed", "")), r.get("status", "?"),
+                         reason, where])
+    if not rows:
+        return None
+    return Table("Runs without results", ["cell", "seed", "status", "reason", "folder"], rows,
+                 "running: not finished yet (or stopped: start the sweep again to resume it)")
+
+
+def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool = True) -> Report:
+    sweep_dir = Path(sweep_dir)
+    records = load_records(sweep_dir)
+    if not records:
+        raise FileNotFoundError(f"no result.json under {sweep_dir}")
+    cells = group_cells(records)
+    statuses = sorted({r.get("status", "?") for r in records})
+    design = sorted({r["design"] for r in records if r.get("design")})
+    report = Report(
+        title=f"Ablation report: {sweep_dir}",
+        summary=f"{len(records)} runs in {len(cells)} cells" + (f" (design: {', '.join(design)})" if design else "")
+        + "; " + ", ".join(f"{s} {sum(r.get('status') == s for r in records)}" for s in statuses),
+    )
+    extractors = sorted({str(r.get("extractor_id", r.get("extractor"))) for r in records if r.get("status") == "ok"})
+    if len(extractors) > 1:
+        report.notes.append(f"**Warning**: runs measured with different extractors ({', '.join(extractors)}): "
+                               "their numbers are not comparable")
+    report.notes += [DESIGN_LEGENDS[d] for d in design if d in DESIGN_LEGENDS]
+    metrics = metric_names(records)
+    primary = next((r["primary"] for r in records if r.get("primary")), "raw")
+    nets = [primary] + [n for n in ("raw", "ema") if n != primary]
+    report.tables = [t for m in metrics for n in nets if (t := metric_table(m, n, cells, reference))]
+    missing = runs_without_results(records)
+    if missing:
+        report.tables.append(missing)
+    if plots:
+        from gan_ablate.sweep import report_plots
+
+        out = sweep_dir / "report"
+        out.mkdir(exist_ok=True)
+        for m in metrics:
+            report.figures.append((f"{m} per cell (mean and 95% CI over seeds; dots are seeds)",
+                                   report_plots.metric_per_cell(cells, m, out)))
+        for title, keys in CURVES.items():
+            path = report_plots.training_curves(cells, keys, title, out)
+            if path:
+                report.figures.append((f"{title} during training (mean over seeds)", path))
+        path = report_plots.evaluation_curves(cells, metrics, out)
+        if path:
+            report.figures.append(("evaluation metrics during training (raw G, mean over seeds)", path))
+        path = report_plots.last_samples(cells, out)
+        if path:
+            report.figures.append(("last samples of each cell (first seed that has them)", path))
+    return report
+
+
+def to_markdown(report: Report, image_prefix: str = "report/") -> str:
+    lines = [f"# {report.title}", "", report.summary, ""]
+    lines += [f"- {w}" for w in report.notes] + ([""] if report.notes else [])
+    for t in report.tables:
+        lines += [f"## {t.title}", ""] + ([f"_{t.note}_", ""] if t.note else [])
+        lines += ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
+        lines.append("")
+    if report.figures:
+        lines += ["## Plots", ""]
+        for caption, path in report.figures:
+            lines += [f"![{caption}]({image_prefix}{Path(path).name})", "", f"_{caption}_", ""]
+    return "\n".join(lines)
+
+
+def to_html(report: Report, image_prefix: str = "report/") -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(report.title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+             "margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#666}</style></head><body>",
+             f"<h1>{e(report.title)}</h1><p>{e(report.summary)}</p>"]
+    parts += [f"<p>{e(w)}</p>" for w in report.notes]
+    for t in report.tables:
+        parts.append(f"<h2>{e(t.title)}</h2>" + (f"<p class='note'>{e(t.note)}</p>" if t.note else ""))
+        parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in t.header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in t.rows]
+        parts.append("</table>")
+    if report.figures:
+        parts.append("<h2>Plots</h2>")
+        for caption, path in report.figures:
+            parts.append(f"<figure><img src='{e(image_prefix + Path(path).name)}' alt='{e(caption)}'>"
+                         f"<figcaption>{e(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(sweep_dir: Path, reference: Optional[str] = None) -> Report:
+    report = build_report(sweep_dir, reference)
+    (Path(sweep_dir) / "report.md").write_text(to_markdown(report) + "\n")
+    (Path(sweep_dir) / "report.html").write_text(to_html(report))
+    return report
