@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STEPS ?= 1500
 
-.PHONY: setup test test-fast demo report clean
+.PHONY: setup test test-fast test-slurm demo report clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,12 @@ test: setup  ## the whole suite, slow end-to-end tests included
 	$(PY) -m pytest tests
 
 test-fast: setup  ## unit tests only
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow and not slurm"
+
+test-slurm: setup  ## as root: a one-node SLURM cluster on this machine, the SLURM tests, the cluster stopped
+	scripts/slurm_local_cluster.sh start
+	GAN_ABLATE_SLURM_TEST=1 $(PY) -m pytest tests/test_slurm.py -m slurm; \
+		status=$$?; scripts/slurm_local_cluster.sh stop; exit $$status
 
 demo: setup  ## a real small ablation on ring8: baseline and three tricks, three seeds, then the table
 	$(PY) train.py -m 'trick=[],[label_smoothing],[instance_noise],[spectral_norm]' seed=0,1,2 \

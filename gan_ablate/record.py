@@ -18,6 +18,23 @@ def run_name(tricks: list[str], seed: int) -> str:
     return f"{'+'.join(tricks) or 'baseline'}-s{seed}"
 
 
+def fields_from_overrides(overrides: list[str]) -> dict[str, Any]:
+    """What a job's overrides say about its cell, for a record written without the job's help
+    (a SLURM job cancelled before it started)."""
+    fields: dict[str, Any] = {"overrides": list(overrides), "tricks": []}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        value = value.strip("'\"")
+        if key == "trick":
+            fields["tricks"] = [t for t in value.strip("[]").split(",") if t]
+        elif key == "seed":
+            fields["seed"] = int(value)
+        elif key in ("ablation.cell", "ablation.reference"):
+            fields[key.split(".")[1]] = value
+    fields["name"] = run_name(fields["tricks"], fields.get("seed", 0))
+    return fields
+
+
 class RunRecord:
     def __init__(self, run_dir: Path, **fields: Any):
         self.path = Path(run_dir) / RESULT_FILE

@@ -281,7 +281,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
                           history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
                           failure_flags=[vars(e) for e in watch.events] if watch else [],
                           wall_time_s=round(time.time() - start, 3))
-            summarise_in_wandb(loggers, evaluation.final)
+            summarise_in_wandb(loggers, evaluation.final, record.data["status"])
             log.info("%s: %s", name, evaluation.final)
     except ConfigError:
         if not previous:
@@ -298,10 +298,11 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
     return record
 
 
-def summarise_in_wandb(loggers: list[Any], final: dict) -> None:
-    """final/<G>/<metric> in each W&B run's summary: one column per metric in W&B's tables."""
+def summarise_in_wandb(loggers: list[Any], final: dict, status: str) -> None:
+    """final/<G>/<metric> and the status in each W&B run's summary: one column each in W&B's tables."""
     for logger in loggers:
         if isinstance(logger, pl.loggers.WandbLogger):
+            logger.experiment.summary["status"] = status
             for net, values in final.items():
                 for metric, value in values.items():
                     logger.experiment.summary[f"final/{net}/{metric}"] = value

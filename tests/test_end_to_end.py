@@ -111,8 +111,12 @@ def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "4 runs, 2 cells" in printed
-    table_html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "instance_noise" in table_html and "baseline" in table_html
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    table_html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "instance_noise" in table_html and "baseline" in table_html and "reference" in table_html
+    assert "modes (raw G)" in "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    pictures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) >= 6  # 3 mode metrics, losses, evaluation curves, samples
 
 
 @pytest.mark.parametrize("data,extra", [("ring8", ["trainer.max_steps=20"]),

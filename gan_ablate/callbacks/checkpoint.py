@@ -96,7 +96,8 @@ class CheckpointOnSignal(pl.Callback):
 
     def _note(self, signum, frame) -> None:
         log.warning("%s received: checkpointing at the end of this iteration", signal.Signals(signum).name)
-        self.received = signum
+        if self.received is None or signum != signal.SIGTERM:  # SLURM preempts with SIGTERM, then USR: requeue
+            self.received = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.received is not None and not trainer.should_stop:

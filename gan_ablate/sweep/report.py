@@ -88,15 +88,22 @@ def runs_without_results(records: list[dict]) -> Optional[Table]:
 
 
 def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool = True) -> Report:
+    """The report of the result.json records under `sweep_dir`; plots go to `sweep_dir`/report/."""
     sweep_dir = Path(sweep_dir)
     records = load_records(sweep_dir)
     if not records:
         raise FileNotFoundError(f"no result.json under {sweep_dir}")
+    return report_of(records, str(sweep_dir), sweep_dir / "report" if plots else None, reference)
+
+
+def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
+              reference: Optional[str] = None) -> Report:
+    """The report of any records (local result.json files, or runs read from W&B)."""
     cells = group_cells(records)
     statuses = sorted({r.get("status", "?") for r in records})
     design = sorted({r["design"] for r in records if r.get("design")})
     report = Report(
-        title=f"Ablation report: {sweep_dir}",
+        title=f"Ablation report: {source}",
         summary=f"{len(records)} runs in {len(cells)} cells" + (f" (design: {', '.join(design)})" if design else "")
         + "; " + ", ".join(f"{s} {sum(r.get('status') == s for r in records)}" for s in statuses),
     )
@@ -112,11 +119,11 @@ def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool =
     missing = runs_without_results(records)
     if missing:
         report.tables.append(missing)
-    if plots:
+    if plot_dir is not None:
         from gan_ablate.sweep import report_plots
 
-        out = sweep_dir / "report"
-        out.mkdir(exist_ok=True)
+        out = Path(plot_dir)
+        out.mkdir(parents=True, exist_ok=True)
         for m in metrics:
             report.figures.append((f"{m} per cell (mean and 95% CI over seeds; dots are seeds)",
                                    report_plots.metric_per_cell(cells, m, out)))
