@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 import traceback
@@ -113,11 +114,9 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
 
 def wandb_run_id(run_dir: Path) -> str:
     """One W&B run per run folder: a resumed run (after SIGKILL or a SLURM requeue) continues it."""
-    import wandb.util
-
     path = Path(run_dir) / "wandb_run_id"
     if not path.exists():
-        path.write_text(wandb.util.generate_id())
+        path.write_text(secrets.token_hex(6))  # W&B ids: lower-case letters and digits
     return path.read_text().strip()
 
 

@@ -70,6 +70,29 @@ def read_history(path: Path) -> list[dict]:
     return rows
 
 
+def read_summary(path: Path) -> dict:
+    """The run's summary as last written (summary updates, and the metric definitions' results)."""
+    summary = {}
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return summary
+
+
+def read_metric_definitions(path: Path) -> dict[str, str]:
+    """metric name -> its summary aggregation(s) as defined with define_metric."""
+    from wandb.proto import wandb_internal_pb2
+
+    definitions = {}
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "metric":
+            summary = record.metric.summary
+            kinds = [k for k in ("min", "max", "mean", "last", "best", "first") if getattr(summary, k, False)]
+            definitions[record.metric.name] = ",".join(kinds)
+    return definitions
+
+
 def find_run_file(run_dir: Path) -> Path:
     files = sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb"))
     if not files:

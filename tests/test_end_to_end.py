@@ -9,7 +9,7 @@ from conftest import ROOT, image_folders, make_cfg, run_train_py
 
 from gan_ablate.record import load_records
 from gan_ablate.run import train
-from gan_ablate.wandb_offline import find_run_file, read_history
+from gan_ablate.wandb_offline import find_run_file, read_history, read_metric_definitions, read_summary
 
 pytestmark = pytest.mark.slow
 FAST = ["logger=csv", "trainer.enable_progress_bar=false", "metrics.n_samples=500"]
@@ -81,6 +81,11 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
             assert math.isfinite(row[key])
     record = json.loads((tmp_path / "result.json").read_text())
     assert record["status"] == "ok"
+    # summary metrics W&B's tables compare cells by: the final values and status, and the per-metric rules
+    summary = read_summary(find_run_file(tmp_path))
+    assert summary["status"] == "ok" and summary["final/raw/modes"] == record["metrics"]["raw"]["modes"]
+    definitions = read_metric_definitions(find_run_file(tmp_path))
+    assert definitions["eval/raw/fid"] == "min" and definitions["eval/ema/modes"] == "last"
 
 
 def test_a_failing_or_refused_cell_does_not_stop_the_sweep(tmp_path):

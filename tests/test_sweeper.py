@@ -131,3 +131,17 @@ def test_sweeper_refuses_trick_and_seed_overrides_and_bad_designs(tmp_path):
                           f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 2 and "ablation.seeds=0" in result.stderr
     assert not list(tmp_path.rglob("result.json"))  # refused before any job
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_other_processes_and_still_reports_failures(tmp_path):
+    good, bad = image_folders(tmp_path)
+    sweep = tmp_path / "sweep"
+    result = run_train_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=image_folder",
+                          f"data.root={good},{bad}", "data.image_size=8", "data.channels=1", "model.z_dim=8",
+                          "data.batch_size=4", "model.g_channels=8", "model.d_channels=8", "trainer.max_steps=3",
+                          *FAST, f"hydra.sweep.dir={sweep}")
+    # the failure happened in a joblib worker: the sweeper learns it from the job's returned status
+    assert result.returncode == 1 and "1 job(s) failed" in result.stderr
+    assert sorted(r["status"] for r in load_records(sweep)) == ["failed", "ok"]
+    assert "Launching jobs, sweep output dir" in result.stdout + result.stderr  # joblib's own log line
