@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STEPS ?= 1500
 
-.PHONY: setup test test-fast test-slurm demo report clean
+.PHONY: setup test test-fast test-slurm bench demo report clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,9 @@ test-slurm: setup  ## as root: a one-node SLURM cluster on this machine, the SLU
 	scripts/slurm_local_cluster.sh start
 	GAN_ABLATE_SLURM_TEST=1 $(PY) -m pytest tests/test_slurm.py -m slurm; \
 		status=$$?; scripts/slurm_local_cluster.sh stop; exit $$status
+
+bench: setup  ## GANModule vs a plain PyTorch loop, side by side: a markdown table of per-iteration ratios
+	$(PY) scripts/bench_overhead.py
 
 demo: setup  ## a real small ablation on ring8: baseline and three tricks, three seeds, then the table
 	$(PY) train.py -m 'trick=[],[label_smoothing],[instance_noise],[spectral_norm]' seed=0,1,2 \

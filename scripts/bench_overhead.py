@@ -38,6 +38,7 @@ CASES = {
 }
 LOGGING = {
     "off": ["logger=csv", "logger.csv=false", "monitor.grad_norm_every=0"],
+    "on (CSV, no grad norms)": ["logger=csv", "monitor.grad_norm_every=0"],
     "on (CSV, grad norms every 50)": ["logger=csv", "monitor.grad_norm_every=50"],
     "on (W&B offline + CSV, grad norms every 50)": ["logger=wandb", "logger.mode=offline",
                                                      "monitor.grad_norm_every=50"],

@@ -1,0 +1,82 @@
+"""conf/experiment/: published protocols, exactly as their papers state them, and their short versions."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import ROOT, TINY, make_cfg, run_train_py
+from gan_ablate.config import validate
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def flat(cfg) -> dict:
+    out = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def test_every_preset_names_its_source_and_composes():
+    assert {"pacgan_ring", "pacgan_grid", "stacked_mnist_pacgan"} <= set(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        text = (ROOT / "conf" / "experiment" / f"{name}.yaml").read_text()
+        header = text.split("defaults:")[0]
+        if name.endswith("_short"):  # points to its full protocol, which names the source
+            assert f"{name.removesuffix('_short')}.yaml" in header, name
+        else:
+            assert "Lin, Khetan, Fanti, Oh" in header or "Lin et al. 2018" in header, name
+        validate(make_cfg(f"experiment={name}", tiny=False))
+
+
+@pytest.mark.parametrize("name,data", [("pacgan_ring", "ring8"), ("pacgan_grid", "grid25")])
+def test_pacgan_2d_presets_are_the_papers_protocol(name, data):
+    s = validate(make_cfg(f"experiment={name}", tiny=False))
+    m = s.model
+    assert (s.data.name, s.data.n_points, s.data.batch_size) == (data, 100_000, 100)
+    assert (m.name, m.z_dim, m.activation) == ("gan2014", 2, "relu")
+    assert (m.g_layers, m.g_hidden, m.norm_g) == (4, 400, "batch_norm")
+    assert (m.d_layers, m.d_hidden, m.maxout_pieces, m.d_dropout) == (3, 200, 5, 0.0)
+    for opt in (s.optim.g, s.optim.d):
+        assert (opt.name, opt.lr, tuple(opt.betas)) == ("adam", 1e-4, (0.8, 0.999))
+    assert s.trainer.max_steps == 400 * 100_000 // 100  # 400 epochs
+    assert (s.metrics.n_samples, s.metrics.hq_sigmas) == (2500, 3.0)
+
+
+def test_stacked_mnist_preset_is_the_papers_protocol():
+    s = validate(make_cfg("experiment=stacked_mnist_pacgan", tiny=False))
+    assert (s.data.name, s.model.name, s.model.z_dim, s.data.batch_size) == ("stacked_mnist", "dcgan", 100, 64)
+    assert (s.optim.d.lr, tuple(s.optim.d.betas)) == (2e-4, (0.5, 0.999))
+    assert s.metrics.stacked_samples == 26_000
+
+
+@pytest.mark.parametrize("name", ["pacgan_ring", "pacgan_grid", "stacked_mnist_pacgan"])
+def test_short_versions_change_only_the_budget(name):
+    full, short = flat(make_cfg(f"experiment={name}", tiny=False)), flat(make_cfg(f"experiment={name}_short", tiny=False))
+    changed = {k for k in full if full[k] != short[k]}
+    allowed = {"trainer.max_steps", "metrics.every", "checkpoint.every", "model.g_channels", "model.d_channels"}
+    assert changed and changed <= allowed, changed - allowed
+
+
+def test_families_and_tricks_still_apply_on_top_of_a_preset():
+    s = validate(make_cfg("experiment=pacgan_ring", "norm_g=layer_norm", "trick=[ttur]", tiny=False))
+    assert s.model.norm_g == "layer_norm"
+    assert s.optim.d.lr == s.trick["ttur"]["lr_d"] != 1e-4
+
+
+@pytest.mark.slow
+def test_short_grid_preset_runs_and_reports_mode_metrics(tmp_path):
+    result = run_train_py("experiment=pacgan_grid_short", "trainer.max_steps=40", "metrics.every=20", *TINY[:2],
+                          f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["data"] == "grid25" and record["config"]["model"]["g_hidden"] == 400
+    assert set(record["metrics"]["raw"]) == {"modes", "hq", "reverse_kl"}
