@@ -41,7 +41,7 @@ def _check_range(key: str, value: float, low: float | None = None, high: float |
         raise ConfigError(f"{key}={value} is out of range; it must lie in {left}{lo}, {hi}{right}")
 
 
-DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "stacked_mnist", "image_folder")
+DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "stacked_mnist", "cifar10", "image_folder")
 
 
 @dataclass
@@ -68,6 +68,8 @@ class DataConfig:
         _check_range("data.image_size", self.image_size, 4)
         _check_choice("data.channels", self.channels, (1, 3))
         _check_choice("data.scale", self.scale, ("symmetric", "unit"))
+        if self.name == "cifar10" and not self.root:
+            raise ConfigError("data.root is required with data=cifar10 (where CIFAR-10 is, or is downloaded to)")
         if self.name == "image_folder" and not self.root:
             raise ConfigError("data.root is required with data=image_folder (a folder of images)")
 

