@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_ablate.config import LossConfig
-from gan_ablate.penalties import gradient_penalty
+from gan_ablate.penalties import dragan_penalty, gradient_penalty
 from gan_ablate.tricks.base import Trick
 
 
@@ -112,17 +112,6 @@ class RelativisticAverage(Loss):
         real_logits = real_logits.detach()
         return (F.binary_cross_entropy_with_logits(fake_logits - real_logits.mean(), torch.ones_like(fake_logits))
                 + F.binary_cross_entropy_with_logits(real_logits - fake_logits.mean(), torch.zeros_like(real_logits)))
-
-
-def dragan_penalty(critic, real: torch.Tensor) -> torch.Tensor:
-    """E[(||grad D(x_hat)|| - 1)^2] at points x_hat between real data and a perturbation of it
-    (Kodali et al. 2017: x_p = x + 0.5 std(x) U[0, 1])."""
-    real = real.detach()
-    perturbed = real + 0.5 * real.std() * torch.rand_like(real)
-    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    x_hat = (real + alpha * (perturbed - real)).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
 class Dragan(NonSaturating):
