@@ -87,8 +87,10 @@ def group_cells(records: list[dict]) -> dict[str, Cell]:
         name = f"{label} [{variant}]" if variant else label
         cell = cells.setdefault(name, Cell(name, label, variant, r.get("reference")))
         cell.records.append(r)
-    order = {c.name: i for i, c in enumerate(cells.values())}
-    # reference cells first, then as the sweep listed them
+    first_job = {c.name: min((r.get("job_num") if r.get("job_num") is not None else math.inf) for r in c.records)
+                 for c in cells.values()}
+    order = {c.name: (first_job[c.name], i) for i, c in enumerate(cells.values())}
+    # reference cells first, then in the sweep's job order
     return dict(sorted(cells.items(), key=lambda kv: (kv[1].variant, not is_reference(kv[1]), order[kv[0]])))
 
 
