@@ -318,6 +318,8 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # torch.compile G and D (in place: same parameters, same checkpoints); pays a compile on start
+    compile: bool = False
     ablation: AblationConfig = field(default_factory=AblationConfig)
     # trick name -> its parameters; the keys, in order, are the active tricks
     trick: dict[str, Any] = field(default_factory=dict)

@@ -77,6 +77,9 @@ class GANModule(pl.LightningModule):
         self.hooks.setup(self)  # before the EMA copy and the optimisers see the nets
         self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
         self.G_ema.requires_grad_(False)
+        if cfg.compile:  # after the tricks wrapped the nets; in place, so names and checkpoints do not change
+            self.G.compile()
+            self.D.compile()
         self.iteration = 0
         self.latest_scalars: dict[str, float] = {}
         fw = cfg.monitor.failure_watch

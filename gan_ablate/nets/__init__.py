@@ -13,7 +13,14 @@ from gan_ablate.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 def build_nets(cfg: ModelConfig, data_shape: tuple[int, ...], seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for data of shape `data_shape` (one sample: (2,) for points, (C, H, W) for images)."""
+    """(G, D) for data of shape `data_shape` (one sample: (2,) for points, (C, H, W) for images),
+    initialised from `seed` alone, whatever the global RNG's state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_nets(cfg, data_shape, seed)
+
+
+def _build_nets(cfg: ModelConfig, data_shape: tuple[int, ...], seed: int) -> tuple[nn.Module, nn.Module]:
     if cfg.name in ("mlp", "gan2014"):
         G, D = MLPGenerator(cfg, math.prod(data_shape), data_shape), MLPDiscriminator(cfg, math.prod(data_shape))
     elif len(data_shape) != 3:

@@ -1,0 +1,56 @@
+"""No host sync in the G/D step or the logging path between log steps (DESIGN: asynchronous on a GPU).
+
+On the CPU a sync cannot be observed, so the test counts what would cause one: every Python-level
+conversion of a tensor to a number (item, tolist, bool, float, int, numpy) made by gan_ablate's code
+(torch's own, such as Adam reading its step counter, which PyTorch keeps on the host, are not ours to
+count). On a log step the step copies all its scalars to the host once, together."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from conftest import make_module
+from gan_ablate.tricks import TRICKS
+from helpers import attach_optimizers
+
+CONVERSIONS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
+# tricks whose algorithm decides on the host from a loss value, by design
+DECIDES_ON_HOST = {"loss_balancing": "repeats a net's update while its loss is above the other's"}
+
+
+class SyncCounter:
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in CONVERSIONS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, **kwargs):
+                if sys._getframe(1).f_globals.get("__name__", "").startswith("gan_ablate"):
+                    self.count += 1
+                return _original(tensor, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+def syncs_per_iteration(module, monkeypatch, iterations: int) -> list[int]:
+    attach_optimizers(module)
+    counter = SyncCounter(monkeypatch)
+    counts = []
+    for _ in range(iterations):
+        before = counter.count
+        module.training_step(None, module.iteration)
+        counts.append(counter.count - before)
+    return counts
+
+
+@pytest.mark.parametrize("trick", [None] + sorted(t for t in TRICKS if t not in DECIDES_ON_HOST))
+def test_no_host_conversion_between_log_steps(trick, monkeypatch):
+    overrides = ["trainer.log_every_n_steps=4", "monitor.grad_norm_every=4"] + ([f"trick=[{trick}]"] if trick else [])
+    try:
+        module = make_module(*overrides)
+    except Exception as e:  # a trick that needs image data or labels
+        pytest.skip(f"{trick} does not run on ring8: {e}")
+    counts = syncs_per_iteration(module, monkeypatch, 8)
+    assert counts[1:4] == [0, 0, 0] and counts[5:8] == [0, 0, 0], counts
+    assert counts[0] == counts[4] == 1  # the log step: one copy of every scalar (losses, grad norms)
