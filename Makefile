@@ -28,9 +28,9 @@ test-slurm: setup  ## as root: a one-node SLURM cluster on this machine, the SLU
 bench: setup  ## GANModule vs a plain PyTorch loop, side by side: a markdown table of per-iteration ratios
 	$(PY) scripts/bench_overhead.py
 
-demo: setup  ## a real small ablation on ring8: baseline and three tricks, three seeds, then the table
-	$(PY) train.py -m 'trick=[],[label_smoothing],[instance_noise],[spectral_norm]' seed=0,1,2 \
-		trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
+demo: setup  ## a real small ablation on ring8: baseline and three tricks added one at a time, three seeds, then the report
+	$(PY) train.py -m hydra/sweeper=ablation ablation.tricks=[label_smoothing,instance_noise,spectral_norm] \
+		ablation.design=add_one ablation.seeds=3 trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
 	$(PY) scripts/report.py multirun/demo
 
 report: setup  ## make report DIR=multirun/<date>/<time>
