@@ -2,7 +2,8 @@
 """Per-iteration time of GANModule under Lightning vs a plain PyTorch loop doing the same work.
 
 Same nets, data tensor, loss, optimisers and EMA update; measured side by side in one process,
-interleaved, several repetitions; the first `--warmup` iterations of every timing are left out.
+interleaved in a shuffled order, several repetitions; the first `--warmup` iterations of every timing
+are left out.
 Prints a markdown table of medians and ratios (timings on shared machines are noisy: read ratios).
 
     python scripts/bench_overhead.py --steps 300 --reps 5
@@ -10,6 +11,7 @@ Prints a markdown table of medians and ratios (timings on shared machines are no
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -119,11 +121,17 @@ def main() -> None:
     rows = []
     for case in args.cases:
         steps = args.steps if "ring8" in case else max(args.warmup + 20, args.steps // 3)
-        times: dict[str, list[float]] = {"plain": []}
-        for rep in range(args.reps):  # interleaved: plain, then each logging mode, every repetition
-            times["plain"].append(plain_step_time(CASES[case], steps, args.warmup))
-            for mode, extra in LOGGING.items():
-                times.setdefault(mode, []).append(framework_step_time(CASES[case] + extra, steps, args.warmup))
+        times: dict[str, list[float]] = {"plain": [], **{mode: [] for mode in LOGGING}}
+        order = random.Random(0)
+        for rep in range(args.reps):
+            # interleaved, in a new order every repetition: no variant always runs first (cold) or last
+            variants = list(times)
+            order.shuffle(variants)
+            for variant in variants:
+                if variant == "plain":
+                    times["plain"].append(plain_step_time(CASES[case], steps, args.warmup))
+                else:
+                    times[variant].append(framework_step_time(CASES[case] + LOGGING[variant], steps, args.warmup))
             print(f"{case}: repetition {rep + 1}/{args.reps} done", file=sys.stderr)
         plain = statistics.median(times["plain"])
         rows.append((case, "plain PyTorch loop", plain, times["plain"], 1.0))
