@@ -93,7 +93,7 @@ def plain_step_time(overrides: list[str], steps: int, warmup: int) -> float:
     for it in range(steps):
         if it == warmup:
             start = time.perf_counter()
-        torch.manual_seed(it)
+        torch.default_generator.manual_seed(it)  # as GANModule does: the CPU generator only
         real = data[torch.randint(len(data), (bs,))]
         with torch.no_grad():
             fake = G(torch.randn(bs, z_dim))
