@@ -38,13 +38,13 @@ log = logging.getLogger("gan_ablate")
 
 # Lightning's advice for map-style loaders does not apply: the data lives in one tensor already.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # inside Lightning, nothing to act on
 # Resuming mid-epoch is exact here: Lightning's batches are only iteration numbers, and every random
 # draw is addressed by (seed, iteration) (tests/test_resume.py); the CSV rows are restored by hand.
 warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
 warnings.filterwarnings("ignore", ".*Experiment logs directory .* exists and is not empty.*")
 # on a SLURM node, jobs run through submitit (not srun), which Lightning cannot know
-warnings.filterwarnings("ignore", ".*The `srun` command is available on your system but is not used.*")  # inside Lightning, nothing to act on
+warnings.filterwarnings("ignore", ".*The `srun` command is available on your system but is not used.*")
 # Lightning's start-up banner (accelerator availability, advertising tips) drowns the sweep's log
 logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
