@@ -258,17 +258,24 @@ class LoggerConfig:
         _check_choice("logger.mode", self.mode, (None, "online", "offline"))
 
 
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+
+
 @dataclass
 class TrainerConfig:
     max_steps: int = 3000       # training iterations (each: n_critic D updates, g_steps G updates)
     accelerator: str = "auto"
-    devices: Any = 1
+    devices: Any = 1            # per node; data.batch_size is per device
+    strategy: str = "auto"      # auto | ddp | ddp_spawn (auto is ddp when devices > 1)
+    num_nodes: int = 1
     precision: str = "32-true"
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
 
     def __post_init__(self) -> None:
         _check_range("trainer.max_steps", self.max_steps, 1)
+        _check_choice("trainer.strategy", self.strategy, STRATEGIES)
+        _check_range("trainer.num_nodes", self.num_nodes, 1)
         _check_range("trainer.log_every_n_steps", self.log_every_n_steps, 1)
 
 

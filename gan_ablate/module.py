@@ -7,7 +7,10 @@ from (seed, iteration), so a resumed run continues exactly, and evaluation canno
 """
 from __future__ import annotations
 
+import functools
 import logging
+import warnings
+from contextlib import nullcontext
 from typing import Iterable
 
 import pytorch_lightning as pl
@@ -18,12 +21,16 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from gan_ablate.callbacks.failure_watch import FailureWatch
 from gan_ablate.config import OptimizerConfig, TrainConfig
 from gan_ablate.data.base import LoaderBatches, TensorBatches
+from gan_ablate.distributed import average_buffers, average_gradients, mean_over_ranks, world_size
 from gan_ablate.losses import build_loss
 from gan_ablate.nets import build_nets
 from gan_ablate.nets.layers import WithReferenceBatch, sample_latent
 from gan_ablate.tricks import HookChain, StepContext, build_tricks
 
 _MASK64 = (1 << 64) - 1
+# inside Lightning, nothing to act on; set here so that ddp_spawn's child processes (which import this
+# module, not gan_ablate.run) stay quiet too
+warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
 log = logging.getLogger("gan_ablate")
 
 
@@ -44,6 +51,12 @@ def seed_generators(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
+
+
+def ema_update(decay: float, ema_params, params, num_averaged) -> None:
+    """torch's EMA update as a module-level function: ddp_spawn pickles the module, and the closure
+    get_ema_multi_avg_fn returns cannot be pickled."""
+    get_ema_multi_avg_fn(decay)(ema_params, params, num_averaged)
 
 
 def grad_norms(named_params: Iterable[tuple[str, nn.Parameter]], prefix: str,
@@ -86,7 +99,8 @@ class GANModule(pl.LightningModule):
         self.tricks = build_tricks(cfg.trick, cfg)
         self.hooks = HookChain([self.loss, *self.tricks])
         self.hooks.setup(self)  # before the EMA copy and the optimisers see the nets
-        self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
+        self.G_ema = AveragedModel(self.G, multi_avg_fn=functools.partial(ema_update, cfg.ema.decay),
+                                   use_buffers=True)
         self.G_ema.requires_grad_(False)
         if cfg.compile:  # after the tricks wrapped the nets; in place, so names and checkpoints do not change
             self.G.compile()
@@ -133,7 +147,8 @@ class GANModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         it = self.iteration
-        seed_generators(step_seed(self.cfg.seed, it), self.device)
+        # each rank draws its own batch, z and noise (rank 0 draws what a single-device run does)
+        seed_generators(step_seed(self.cfg.seed, it, stream=self.global_rank), self.device)
         ctx = StepContext(iteration=it, max_steps=self.cfg.trainer.max_steps)
         opt_g, opt_d = self.optimizers()
         every = self.cfg.monitor.grad_norm_every
@@ -142,6 +157,7 @@ class GANModule(pl.LightningModule):
 
         d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step, ctx, logs)
         g_loss = self.updates(self.generator_step, opt_g, self.cfg.optim.g_steps, self.hooks.repeat_g_step, ctx, logs)
+        average_buffers(self.G, self.D)
         self.update_ema(it)
         self.hooks.after_iteration(self, ctx)
         self.iteration = it + 1
@@ -155,14 +171,15 @@ class GANModule(pl.LightningModule):
         for k in range(scheduled):
             loss = step(opt, ctx, logs if k == 0 else None)
         extra = 0
-        while repeat(loss, extra, ctx):
+        while repeat(mean_over_ranks(loss), extra, ctx):
             loss = step(opt, ctx, None)
             extra += 1
         return loss
 
     def log_scalars(self, metrics: dict[str, torch.Tensor], step: int) -> None:
         """Send to every logger with one host sync for all values (not one per value)."""
-        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()
+        # the mean over ranks: what is logged, and what the failure watch stops on, is the same everywhere
+        values = mean_over_ranks(torch.stack([v.detach().float() for v in metrics.values()])).tolist()
         scalars = dict(zip(metrics, values))
         for logger in self.loggers:
             logger.log_metrics(scalars, step=step)
@@ -189,7 +206,7 @@ class GANModule(pl.LightningModule):
         real_t, fake_t = self.hooks.d_targets(torch.ones_like(real_logits), torch.zeros_like(fake_logits), ctx)
         loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t) + self.hooks.d_penalty(self, real, fake, ctx)
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self.backward_and_average(loss, self.D)
         if logs is not None:
             logs.update(grad_norms(self.D.named_parameters(), "d", self.cfg.monitor.grad_norm_per_layer))
         self.hooks.before_d_step(self, ctx)
@@ -210,13 +227,22 @@ class GANModule(pl.LightningModule):
         loss = self.hooks.g_objective(self.loss.g_loss(fake_logits, real_logits), self, fake, ctx)
         loss = loss + self.hooks.g_penalty(self, fake, ctx)
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self.backward_and_average(loss, self.G)
         if logs is not None:
             logs.update(grad_norms(self.G.named_parameters(), "g", self.cfg.monitor.grad_norm_per_layer))
         self.hooks.before_g_step(self, ctx)
         opt.step()
         self.hooks.after_g_step(self, ctx)
         return loss
+
+    def backward_and_average(self, loss: torch.Tensor, net: nn.Module) -> None:
+        """Gradients of `loss`, averaged over the ranks for the parameters of `net` (the net about to
+        step); Lightning's DDP reducer stays off (gan_ablate/distributed.py says why)."""
+        distributed = world_size() > 1
+        with self.trainer.strategy.block_backward_sync() if distributed else nullcontext():
+            self.manual_backward(loss)
+        if distributed:
+            average_gradients(net.parameters())
 
     def update_ema(self, it: int) -> None:
         ema = self.cfg.ema

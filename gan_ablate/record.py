@@ -39,6 +39,7 @@ class RunRecord:
     def __init__(self, run_dir: Path, **fields: Any):
         self.path = Path(run_dir) / RESULT_FILE
         self.data: dict[str, Any] = dict(fields)
+        self.writable = True  # False on DDP ranks other than 0: they share the run folder with rank 0
 
     def update(self, **fields: Any) -> "RunRecord":
         if "status" in fields and fields["status"] not in STATUSES:
@@ -49,6 +50,8 @@ class RunRecord:
 
     def write(self) -> None:
         """Atomically: a reader sees the old record or the new one, never half of one."""
+        if not self.writable:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".result.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:

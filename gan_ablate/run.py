@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -19,13 +20,16 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from gan_ablate.callbacks import EvaluationCallback
+from gan_ablate.callbacks.evaluation import LatentOnly
 from gan_ablate.callbacks.checkpoint import (LAST, CheckpointOnSignal, IterationCheckpoint, KeepLogsInStep,
                                              kept_csv_rows, read_checkpoint)
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
+from gan_ablate.distributed import RunFolderDDPStrategy
 from gan_ablate.metrics.modes import ModeEvaluator
 from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
@@ -38,7 +42,6 @@ log = logging.getLogger("gan_ablate")
 
 # Lightning's advice for map-style loaders does not apply: the data lives in one tensor already.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # inside Lightning, nothing to act on
 # Resuming mid-epoch is exact here: Lightning's batches are only iteration numbers, and every random
 # draw is addressed by (seed, iteration) (tests/test_resume.py); the CSV rows are restored by hand.
 warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
@@ -128,6 +131,20 @@ def define_summaries(experiment) -> None:
             experiment.define_metric(f"eval/{net}/{metric}", summary=summary)
 
 
+def evaluation_latent(settings: TrainConfig, dm) -> torch.Tensor:
+    """The fixed latent batch every evaluation of the run uses: from the run's seed, not from the
+    training stream, and the same on every rank (each generates its share of it)."""
+    m, model = settings.metrics, settings.model
+    if isinstance(dm, MixtureDataModule):
+        n = m.n_samples
+    elif settings.data.name == "stacked_mnist" and m.extractor != "none":
+        n = m.stacked_samples
+    else:
+        n = m.image_samples
+    z = sample_latent(n, model.z_dim, model.latent, generator=torch.Generator().manual_seed(settings.seed))
+    return z[:64] if m.extractor == "none" and not isinstance(dm, MixtureDataModule) else z
+
+
 def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
     """FID/KID/IS on the chosen extractor, or only sample grids with metrics.extractor=none."""
     from gan_ablate.metrics.domain import load_or_train, weights_file
@@ -136,15 +153,13 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
 
     m = settings.metrics
     if m.extractor == "none":
-        return ImageSampler(z[:64])
+        return ImageSampler(z)
     if settings.data.name == "stacked_mnist":
         from gan_ablate.data.images import MnistDataModule
         from gan_ablate.metrics.stacked import StackedMnistEvaluator
 
         mnist = MnistDataModule(dataclasses.replace(settings.data, name="mnist"), 1).prepare()
         classifier, info = load_or_train(mnist.data, mnist.labels, Path(m.cache_dir).expanduser() / "extractors", "mnist")
-        z = sample_latent(m.stacked_samples, settings.model.z_dim, settings.model.latent,
-                          generator=torch.Generator().manual_seed(settings.seed))
         return StackedMnistEvaluator(z, classifier, info)
     if m.extractor == "inception":
         check_inception(m.inception_weights)
@@ -163,20 +178,31 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
                                   m.kid_subset_size)
 
 
-def build_evaluation(settings: TrainConfig, dm, run_dir: Path) -> EvaluationCallback:
-    m, model = settings.metrics, settings.model
-    n = m.n_samples if isinstance(dm, MixtureDataModule) else m.image_samples
-    # a fixed latent batch, from the run's seed but not from the training stream
-    z = sample_latent(n, model.z_dim, model.latent, generator=torch.Generator().manual_seed(settings.seed))
+def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = True) -> EvaluationCallback:
+    """The evaluation callback; with scoring=False (ranks other than 0) it only generates samples."""
+    m = settings.metrics
+    z = evaluation_latent(settings, dm)
+    if not scoring:
+        return EvaluationCallback(LatentOnly(z), m.every)
     if isinstance(dm, MixtureDataModule):
         modes = dm.modes()
         evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas)
-        plot = lambda s, p, title: plot_points(s, p, title, modes=modes)  # noqa: E731
+        plot = functools.partial(plot_points, modes=modes)  # a partial, not a lambda: ddp_spawn pickles it
     else:
         evaluator = image_evaluator(settings, dm, z)
         plot = plot_images
     return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot,
                               interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation)
+
+
+def build_strategy(t, run_dir: Path):
+    """Lightning's strategy for trainer.strategy; several devices mean DDP unless ddp_spawn is asked."""
+    several = t.num_nodes > 1 or t.devices not in (1, "1")  # "auto", -1 or a list may mean several
+    if t.strategy == "ddp_spawn":
+        return "ddp_spawn"
+    if t.strategy == "ddp" or several:
+        return RunFolderDDPStrategy(run_dir)
+    return "auto"
 
 
 # keys that may change between the first start of a run and its resumption
@@ -213,7 +239,8 @@ def previous_attempt(run_dir: Path, resolved: dict) -> Optional[dict]:
     return previous
 
 
-def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> RunRecord:
+def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
+          callbacks: Optional[list[pl.Callback]] = None) -> RunRecord:
     """Train one run and write its result.json. Config errors raise ConfigError before anything
     is written; failures during training are recorded (status failed) and re-raised.
 
@@ -222,6 +249,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
     sweep = sweep or SweepInfo()
     settings = check_config(cfg)
     run_dir = Path(run_dir)
+    # under DDP every rank runs this function; rank 0 alone writes the record and logs
+    main_rank = rank_zero_only.rank == 0
     tricks = list(settings.trick)
     name = run_name(tricks, settings.seed)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -237,6 +266,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
                        loss=settings.loss.name, **sweep.fields(),
                        config=resolved, status="running", metrics={}, history=[],
                        attempts=(previous or {}).get("attempts", 0) + 1)
+    record.writable = main_rank
     if resume:
         record.data["resumed_from_iteration"] = checkpoint["gan_ablate"]["iteration"]
     record.write()
@@ -246,11 +276,11 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         module = GANModule(settings, dm.sample_shape, dm.n_classes)
-        evaluation = build_evaluation(settings, dm, run_dir)
+        evaluation = build_evaluation(settings, dm, run_dir, scoring=main_rank)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None))
         kept_rows = kept_csv_rows(run_dir / "csv" / "metrics.csv", checkpoint) if resume else []
-        loggers = build_loggers(settings, run_dir, name, sweep, resolved)
+        loggers = build_loggers(settings, run_dir, name, sweep, resolved) if main_rank else []
         for logger in loggers:  # a new CSV logger empties the file: put back the rows the checkpoint saw
             if isinstance(logger, pl.loggers.CSVLogger):
                 logger.experiment.metrics.extend(kept_rows)
@@ -258,17 +288,23 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
         on_signal = CheckpointOnSignal(saver)
         t = settings.trainer
         trainer = pl.Trainer(
-            max_epochs=1, max_steps=-1, accelerator=t.accelerator, devices=t.devices, precision=t.precision,
+            max_epochs=1, max_steps=-1, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            strategy=build_strategy(t, run_dir), precision=t.precision,
             logger=loggers or False, log_every_n_steps=1, enable_model_summary=False,
-            enable_progress_bar=t.enable_progress_bar,
-            callbacks=[evaluation, KeepLogsInStep(), on_signal, saver]
-            + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar else []),
+            enable_progress_bar=t.enable_progress_bar and main_rank,
+            callbacks=[evaluation, KeepLogsInStep(), on_signal, saver, *(callbacks or [])]
+            + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar and main_rank else []),
             default_root_dir=str(run_dir), num_sanity_val_steps=0,
+            use_distributed_sampler=False,  # the "batches" are iteration numbers: every rank runs all of them
         )
         log.info("%s: %s %d iterations on %s", name,
                  f"resuming at iteration {checkpoint['gan_ablate']['iteration']} of" if resume else "training",
-                 t.max_steps, trainer.strategy.root_device)
+                 t.max_steps, describe_devices(trainer))
         trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None, weights_only=True)
+        if settings.trainer.strategy == "ddp_spawn":
+            restore_from_spawned_ranks(last_ckpt, module, evaluation)
+        if not main_rank:
+            return record
         if on_signal.received is not None:
             record.update(interrupted_at_iteration=module.iteration, wall_time_s=round(time.time() - start, 3),
                           note=f"stopped by {signal.Signals(on_signal.received).name} with a checkpoint; "
@@ -283,18 +319,33 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None) -> Run
             summarise_in_wandb(loggers, evaluation.final, record.data["status"])
             log.info("%s: %s", name, evaluation.final)
     except ConfigError:
-        if not previous:
+        if not previous and main_rank:
             record.path.unlink(missing_ok=True)  # refused, not run: the caller reports it
         raise
     except BaseException as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_time_s=round(time.time() - start, 3))
-        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        if main_rank:
+            (run_dir / "traceback.txt").write_text(traceback.format_exc())
         raise
     finally:
         _finish_wandb(loggers)
     if on_signal.received is not None:
         on_signal.hand_back()  # requeue and exit
     return record
+
+
+def describe_devices(trainer: pl.Trainer) -> str:
+    n = trainer.world_size
+    return str(trainer.strategy.root_device) + (f" x {n} processes" if n > 1 else "")
+
+
+def restore_from_spawned_ranks(last_ckpt: Path, module: GANModule, evaluation: EvaluationCallback) -> None:
+    """ddp_spawn trains in child processes; Lightning brings rank 0's weights back, and the rest
+    (iteration, evaluation history, failure watch) comes from the checkpoint rank 0 wrote at the end."""
+    checkpoint = read_checkpoint(last_ckpt)
+    module.on_load_checkpoint(checkpoint)
+    evaluation.load_state_dict(checkpoint["callbacks"][evaluation.state_key])
+    evaluation.final = {k: v for k, v in evaluation.history[-1].items() if k != "iteration"}
 
 
 def summarise_in_wandb(loggers: list[Any], final: dict, status: str) -> None:

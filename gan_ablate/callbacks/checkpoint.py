@@ -60,6 +60,8 @@ def count_rows(path: Path | None) -> int:
 
 class KeepLogsInStep(pl.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if trainer.global_rank != 0:  # only rank 0 logs (and writes the checkpoint)
+            return
         for logger in trainer.loggers:
             logger.save()
         checkpoint["gan_ablate_logs"] = {"csv_rows": count_rows(csv_file(trainer))}

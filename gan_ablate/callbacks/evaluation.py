@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from gan_ablate.distributed import gather_shards, shard
 from gan_ablate.interpolation import interpolation_grid
 
 
@@ -23,6 +24,15 @@ class eval_mode:
 
     def __exit__(self, *exc):
         self.net.train(self.was_training)
+
+
+class LatentOnly:
+    """The evaluator of a rank other than 0: it generates its share of the samples, rank 0 scores them."""
+
+    extractor = extractor_id = info = None
+
+    def __init__(self, z: torch.Tensor):
+        self.z = z
 
 
 class EvaluationCallback(pl.Callback):
@@ -45,16 +55,19 @@ class EvaluationCallback(pl.Callback):
     def evaluate(self, pl_module) -> dict:
         # fork_rng: evaluation draws nothing from the training stream
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
-            result = {}
             samples = {}
             for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
                 z = pl_module.hooks.eval_latent(self.evaluator.z.to(pl_module.device))
                 with eval_mode(net), torch.no_grad():
-                    # in chunks: stacked MNIST evaluates 26,000 samples
-                    samples[name] = pl_module.hooks.eval_samples(torch.cat([net(c) for c in z.split(2048)]))
-                result[name] = self.evaluator.score(samples[name])
+                    # in chunks: stacked MNIST evaluates 26,000 samples; under DDP each rank makes its share
+                    local = pl_module.hooks.eval_samples(torch.cat([net(c) for c in shard(z).split(2048)]))
+                samples[name] = gather_shards(local, len(z))
+            scoring = pl_module.global_rank == 0
+            result = {name: self.evaluator.score(s) for name, s in samples.items()} if scoring else {}
         it = pl_module.iteration
         self._last_iteration = it
+        if not scoring:
+            return result
         self.history.append({"iteration": it, **result})
         flat = {f"eval/{net}/{k}": float(v) for net, r in result.items() for k, v in r.items()}
         if pl_module.logger is not None:
@@ -75,6 +88,8 @@ class EvaluationCallback(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if self._last_iteration != pl_module.iteration:
             self.evaluate(pl_module)
+        if pl_module.global_rank != 0:
+            return
         self.final = {k: v for k, v in self.history[-1].items() if k != "iteration"}
         if self.interpolation and self.plot is not None and self.sample_dir is not None:
             self.plot_interpolation(pl_module)
