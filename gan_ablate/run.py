@@ -149,7 +149,7 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
     """FID/KID/IS on the chosen extractor, or only sample grids with metrics.extractor=none."""
     from gan_ablate.metrics.domain import load_or_train, weights_file
     from gan_ablate.metrics.fidelity import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, ImageFidelityEvaluator,
-                                             check_inception)
+                                             check_inception, registered_reference)
 
     m = settings.metrics
     if m.extractor == "none":
@@ -175,7 +175,8 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
         log.info("domain classifier %s: held-out accuracy %.4f", info["extractor"], info["test_accuracy"])
         weights, name = weights_file(cache, settings.data.name, dm.data, dm.labels), DOMAIN_EXTRACTOR
     return ImageFidelityEvaluator(z, dm.data, name, weights, info, Path(m.cache_dir) / "real-stats",
-                                  m.kid_subset_size)
+                                  m.kid_subset_size,
+                                  registered=registered_reference(settings.data.name, settings.data.root, name))
 
 
 def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = True) -> EvaluationCallback:
@@ -278,7 +279,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
         module = GANModule(settings, dm.sample_shape, dm.n_classes)
         evaluation = build_evaluation(settings, dm, run_dir, scoring=main_rank)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
-                      extractor_info=getattr(evaluation.evaluator, "info", None))
+                      extractor_info=getattr(evaluation.evaluator, "info", None),
+                      fid_reference=getattr(evaluation.evaluator, "reference", None))
         kept_rows = kept_csv_rows(run_dir / "csv" / "metrics.csv", checkpoint) if resume else []
         loggers = build_loggers(settings, run_dir, name, sweep, resolved) if main_rank else []
         for logger in loggers:  # a new CSV logger empties the file: put back the rows the checkpoint saw

@@ -80,3 +80,45 @@ def test_real_statistics_are_cached(digits_extractor, tmp_path):
     second = fidelity_metrics(fake, data[:10], weights, real_cache_name="digits-real-test", cache_root=tmp_path,
                               kid_subsets=2, kid_subset_size=10)
     assert second["fid"] == pytest.approx(first["fid"], rel=1e-6)
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
+
+
+def test_a_registered_reference_set_is_read_from_its_root_and_gives_the_explicit_sets_fid(digits_extractor, tmp_path,
+                                                                                         monkeypatch):
+    """data=cifar10 with Inception compares with torch-fidelity's registered cifar10-train; the same
+    mechanism on a registered stand-in: read from the root given, never downloaded, same FID."""
+    from torch_fidelity.registry import DATASETS_REGISTRY, register_dataset
+
+    from gan_ablate.metrics import fidelity
+
+    data, _, weights, _ = digits_extractor
+    roots = []
+    if "gan-ablate-test-digits" not in DATASETS_REGISTRY:
+        register_dataset("gan-ablate-test-digits",
+                         lambda root, download: roots.append((root, download)) or _Images(data[400:1000]))
+    monkeypatch.setitem(fidelity.REGISTERED_REFERENCES_SIZE, "gan-ablate-test-digits", 600)
+    fake = data[:500]
+    registered = fidelity_metrics(fake, None, weights, kid_subsets=1, kid_subset_size=400, cache_root=tmp_path,
+                                  registered=("gan-ablate-test-digits", tmp_path / "datasets"))
+    explicit = fidelity_metrics(fake, data[400:1000], weights, kid_subsets=1, kid_subset_size=400)
+    assert registered["fid"] == pytest.approx(explicit["fid"], rel=1e-4)
+    assert roots == [(str(tmp_path / "datasets"), False)]
+
+
+def test_cifar10_with_inception_uses_torch_fidelitys_cifar10_train():
+    from gan_ablate.metrics.fidelity import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, registered_reference
+
+    assert registered_reference("cifar10", "~/c10", INCEPTION_EXTRACTOR)[0] == "cifar10-train"
+    assert registered_reference("cifar10", "~/c10", INCEPTION_EXTRACTOR)[1].is_absolute()
+    assert registered_reference("cifar10", "~/c10", DOMAIN_EXTRACTOR) is None  # the domain net has no such stats
+    assert registered_reference("mnist", None, INCEPTION_EXTRACTOR) is None

@@ -81,27 +81,49 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
 
 
-def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, weights_path: Path | None,
+# torch-fidelity's registered reference sets, by our data name: with the Inception extractor, FID/KID are
+# measured against the whole registered set (features cached by torch-fidelity), as papers report them.
+REGISTERED_REFERENCES = {"cifar10": "cifar10-train"}
+REGISTERED_REFERENCES_SIZE = {"cifar10-train": 50_000}
+
+
+def registered_reference(data_name: str, root: str | None, extractor: str) -> tuple[str, Path] | None:
+    """(torch-fidelity's data set name, the folder it reads) where FID/KID use a registered reference."""
+    if extractor != INCEPTION_EXTRACTOR or data_name not in REGISTERED_REFERENCES or root is None:
+        return None
+    return REGISTERED_REFERENCES[data_name], Path(root).expanduser()
+
+
+def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor | None, weights_path: Path | None,
                      real_cache_name: str | None = None, cache_root: Path | None = None, kid_subsets: int = 100,
-                     kid_subset_size: int = 1000, isc_splits: int = 10, extractor: str = DOMAIN_EXTRACTOR) -> dict:
+                     kid_subset_size: int = 1000, isc_splits: int = 10, extractor: str = DOMAIN_EXTRACTOR,
+                     registered: tuple[str, Path] | None = None, cuda: bool = False) -> dict:
     """FID, KID (mean and std over subsets) and IS of `fake` against `real`.
 
     With `real_cache_name`, torch-fidelity stores the real set's features under that name in
-    `cache_root` and reads them back on later calls instead of recomputing them."""
+    `cache_root` and reads them back on later calls instead of recomputing them. With
+    `registered=(name, root)` the reference is torch-fidelity's registered data set `name` read from
+    `root` (never downloaded here), cached the same way."""
     if extractor == INCEPTION_EXTRACTOR:
-        fake, real = to_uint8_rgb(fake), to_uint8_rgb(real)
+        fake = to_uint8_rgb(fake)
+        real = None if real is None else to_uint8_rgb(real)
+    n_real = REGISTERED_REFERENCES_SIZE.get(registered[0], kid_subset_size) if registered else len(real)
     kwargs = dict(
-        input1=Samples(fake), input2=Samples(real), cuda=False, fid=True, kid=True, isc=True,
+        input1=Samples(fake), cuda=cuda, fid=True, kid=True, isc=True,
         feature_extractor=extractor, kid_subsets=kid_subsets,
-        kid_subset_size=min(kid_subset_size, len(fake), len(real)),
+        kid_subset_size=min(kid_subset_size, len(fake), n_real),
         isc_splits=isc_splits, verbose=False, save_cpu_ram=True, rng_seed=2020,
     )
     if weights_path is not None:
         kwargs["feature_extractor_weights_path"] = str(weights_path)
-    if real_cache_name is not None:
-        kwargs.update(input2_cache_name=real_cache_name, cache=True, cache_root=str(cache_root))
+    if registered is not None:
+        name, root = registered
+        kwargs.update(input2=name, datasets_root=str(Path(root).expanduser()), datasets_download=False,
+                      cache=True, cache_root=str(cache_root))
+    elif real_cache_name is not None:
+        kwargs.update(input2=Samples(real), input2_cache_name=real_cache_name, cache=True, cache_root=str(cache_root))
     else:
-        kwargs.update(cache=False)
+        kwargs.update(input2=Samples(real), cache=False)
     m = torch_fidelity.calculate_metrics(**kwargs)
     return {"fid": m["frechet_inception_distance"], "kid": m["kernel_inception_distance_mean"],
             "kid_std": m["kernel_inception_distance_std"], "is": m["inception_score_mean"],
@@ -129,8 +151,9 @@ class ImageFidelityEvaluator:
     """FID/KID/IS of generated images against the training set, real features computed once and cached."""
 
     def __init__(self, z: torch.Tensor, real: torch.Tensor, extractor: str, weights_path: Path | None,
-                 info: dict, cache_root: Path, kid_subset_size: int):
+                 info: dict, cache_root: Path, kid_subset_size: int, registered: tuple[str, Path] | None = None):
         self.z, self.real, self.torch_fidelity_name = z, real[: len(z)].cpu(), extractor
+        self.registered = registered  # (torch-fidelity's data set name, its root): the reference instead of `real`
         self.weights_path, self.info, self.cache_root = weights_path, info, Path(cache_root).expanduser()
         self.kid_subset_size = kid_subset_size
         self.extractor = "inception" if extractor == INCEPTION_EXTRACTOR else "domain"
@@ -140,5 +163,13 @@ class ImageFidelityEvaluator:
     def score(self, samples: torch.Tensor) -> dict:
         m = fidelity_metrics(samples.cpu(), self.real, self.weights_path, real_cache_name=self.cache_name,
                              cache_root=self.cache_root, kid_subset_size=self.kid_subset_size,
-                             extractor=self.torch_fidelity_name)
+                             extractor=self.torch_fidelity_name, registered=self.registered,
+                             cuda=samples.is_cuda)
         return {**m, "n_samples": len(samples)}
+
+    @property
+    def reference(self) -> str:
+        """What FID/KID compare with, for the record."""
+        if self.registered:
+            return f"{self.registered[0]} (torch-fidelity, {REGISTERED_REFERENCES_SIZE[self.registered[0]]} images)"
+        return f"the first {len(self.real)} training images"
