@@ -109,7 +109,7 @@ class ModelConfig:
     maxout_pieces: int = 5            # gan2014
 
     def __post_init__(self) -> None:
-        _check_choice("model.name", self.name, ("mlp", "dcgan", "gan2014"))
+        _check_choice("model.name", self.name, ("mlp", "dcgan", "gan2014", "sndcgan"))
         _check_choice("model.latent", self.latent, ("gaussian", "uniform"))
         _check_choice("model.activation", self.activation, ("leaky_relu", "relu"))
         _check_choice("model.output", self.output, ("tanh", "sigmoid"))

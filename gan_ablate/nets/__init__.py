@@ -10,6 +10,7 @@ from gan_ablate.config import ConfigError, ModelConfig
 from gan_ablate.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_ablate.nets.layers import WithReferenceBatch, init_weights, sample_latent, uses_reference_batch
 from gan_ablate.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_ablate.nets.sndcgan import SNDCGANDiscriminator, SNDCGANGenerator
 
 
 def build_nets(cfg: ModelConfig, data_shape: tuple[int, ...], seed: int = 0) -> tuple[nn.Module, nn.Module]:
@@ -24,7 +25,10 @@ def _build_nets(cfg: ModelConfig, data_shape: tuple[int, ...], seed: int) -> tup
     if cfg.name in ("mlp", "gan2014"):
         G, D = MLPGenerator(cfg, math.prod(data_shape), data_shape), MLPDiscriminator(cfg, math.prod(data_shape))
     elif len(data_shape) != 3:
-        raise ConfigError(f"model=dcgan needs image data, got samples of shape {data_shape}; use model=mlp")
+        raise ConfigError(f"model={cfg.name} needs image data, got samples of shape {data_shape}; use model=mlp")
+    elif cfg.name == "sndcgan":
+        channels, size, _ = data_shape
+        G, D = SNDCGANGenerator(cfg, channels, size), SNDCGANDiscriminator(cfg, channels, size)
     else:
         channels, size, _ = data_shape
         G, D = DCGANGenerator(cfg, channels, size), DCGANDiscriminator(cfg, channels, size)
