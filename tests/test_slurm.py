@@ -95,3 +95,18 @@ def test_a_job_signalled_before_its_time_limit_checkpoints_is_requeued_and_resum
         import csv
         steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("loss/d")]
     assert steps == list(range(2500))
+
+
+def test_a_two_task_job_trains_as_two_ddp_ranks_with_one_record(tmp_path):
+    """hydra/launcher=slurm_ddp: one task per device, Lightning's SLURM environment makes each a rank
+    (two CPU tasks with gloo here, one GPU each on a cluster)."""
+    out = tmp_path / "sweep"
+    proc = sweep("hydra/launcher=slurm_ddp", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
+                 "hydra.launcher.mem_gb=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=60",
+                 "metrics.every=30", "seed=0", f"hydra.sweep.dir={out}")
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-3000:]
+    records = load_records(out)
+    assert len(records) == 1 and records[0]["status"] == "ok" and records[0]["iterations"] == 60, records
+    log = "\n".join(p.read_text() for p in out.rglob("*_log.err")) + "\n".join(p.read_text() for p in out.rglob("*_log.out"))
+    assert "MEMBER: 2/2" in log, log[-3000:]  # rank 1 joined the process group from the second task
