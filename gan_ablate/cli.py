@@ -53,13 +53,19 @@ def hydra_main(cfg: DictConfig) -> str:
     """One job. Returns the run's status, which the sweepers read (a job in a sweep never raises:
     its failure is in its result.json and traceback.txt, and the sweep goes on)."""
     from gan_ablate.record import RunRecord, run_name
-    from gan_ablate.run import train  # heavy imports after Hydra has parsed the command line
+    from gan_ablate.run import FolderHoldsAnotherRun, train  # heavy imports after Hydra parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = _sweep_info(cfg)
     in_sweep = sweep.group is not None
     try:
         return train(cfg, run_dir, sweep).data["status"]
+    except FolderHoldsAnotherRun as e:
+        if not in_sweep:
+            print(f"gan-ablate: config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        log.error("job %s failed: %s", sweep.job_num, e)  # that run's record stays as it is
+        return "failed"
     except ConfigError as e:
         if not in_sweep:
             print(f"gan-ablate: config error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ conversion of a tensor to a number (item, tolist, bool, float, int, numpy) made 
 count). On a log step the step copies all its scalars to the host once, together."""
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -54,3 +55,29 @@ def test_no_host_conversion_between_log_steps(trick, monkeypatch):
     counts = syncs_per_iteration(module, monkeypatch, 8)
     assert counts[1:4] == [0, 0, 0] and counts[5:8] == [0, 0, 0], counts
     assert counts[0] == counts[4] == 1  # the log step: one copy of every scalar (losses, grad norms)
+
+
+def test_adam_steps_stop_probing_for_gpus_on_a_machine_without_one(monkeypatch):
+    """With Lightning imported (PYTORCH_NVML_BASED_CUDA_CHECK=1) every Adam step loads NVML to count GPUs
+    until CUDA is initialised; train() tells torch once that there are none."""
+    from gan_ablate.run import skip_gpu_probes
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine: CUDA gets initialised and torch caches the count")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    probes = []
+    probe = torch.cuda._raw_device_count_nvml
+    monkeypatch.setattr(torch.cuda, "_raw_device_count_nvml", lambda: probes.append(1) or probe())
+    param = torch.nn.Parameter(torch.ones(3))
+    param.grad = torch.ones(3)
+    adam = torch.optim.Adam([param])
+    adam.step()
+    assert probes, "torch no longer probes NVML per Adam step: skip_gpu_probes can go"
+    try:
+        skip_gpu_probes()
+        probes.clear()
+        adam.step()
+        assert probes == []
+    finally:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)

@@ -141,6 +141,30 @@ def test_a_folder_holding_another_run_is_refused_naming_the_key(tmp_path):
     # a changed logger or checkpoint setting is not a different run
     assert config_change({"logger": {"wandb": True}, "seed": 0}, {"logger": {"wandb": False}, "seed": 0}) is None
     assert config_change({"seed": 0}, {"seed": 1}) == "seed"
+    # nor is the sweep's bookkeeping: the same cell in a sweep started again with one trick fewer under study
+    assert config_change({"ablation": {"tricks": ["a", "b"]}, "trick": {"a": {}}},
+                         {"ablation": {"tricks": ["a"]}, "trick": {"a": {}}}) is None
+
+
+def test_a_sweep_job_whose_folder_holds_another_run_fails_and_keeps_that_record(tmp_path):
+    run_train_py(*TINY, "trainer.max_steps=5", "metrics.every=0", f"hydra.run.dir={tmp_path}/0")
+    before = (tmp_path / "0" / "result.json").read_text()
+    sweep = run_train_py("-m", *TINY, "trainer.max_steps=6", "metrics.every=0", "seed=0", f"hydra.sweep.dir={tmp_path}")
+    assert sweep.returncode == 1 and "1 job(s) failed" in sweep.stderr
+    assert (tmp_path / "0" / "result.json").read_text() == before  # the other run's record is untouched
+
+
+def test_a_run_stopped_after_its_final_checkpoint_writes_its_record_from_it_without_training(tmp_path):
+    cfg = make_cfg("trainer.max_steps=6", "metrics.every=3", "trick=[experience_replay]")
+    first = train(cfg, tmp_path).data
+    record = tmp_path / "result.json"
+    # as if killed between the final checkpoint and the record
+    record.write_text(json.dumps({**first, "status": "running", "metrics": {}, "history": []}))
+    mtime = (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    again = train(cfg, tmp_path).data
+    assert (again["status"], again["iterations"], again["resumed_from_iteration"]) == ("ok", 6, 6)
+    assert again["metrics"] == first["metrics"] and again["history"] == first["history"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns == mtime  # nothing trained or saved
 
 
 def test_kept_csv_rows_are_those_on_disk_at_the_checkpoint(tmp_path):
