@@ -105,6 +105,9 @@ def one_line(error: BaseException) -> str:
 
 def main() -> None:
     """Hydra's entry point, with configuration errors reported on one line (exit code 2)."""
+    # `experiment` sits in train.yaml's defaults (so that tricks and families apply on top of a preset),
+    # which makes Hydra refuse its usual spelling for experiment presets, +experiment=NAME: accept both.
+    sys.argv = [a.replace("+experiment=", "experiment=", 1) if a.startswith("+experiment=") else a for a in sys.argv]
     # Let Hydra's own errors reach us instead of being printed over several lines by Hydra.
     user_full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"

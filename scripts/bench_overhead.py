@@ -30,7 +30,7 @@ from gan_ablate.cli import compose_config  # noqa: E402
 from gan_ablate.config import validate  # noqa: E402
 from gan_ablate.data import build_datamodule  # noqa: E402
 from gan_ablate.module import GANModule, build_optimizer  # noqa: E402
-from gan_ablate.run import build_loggers, SweepInfo  # noqa: E402
+from gan_ablate.run import SweepInfo, build_loggers, skip_gpu_probes  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
+    skip_gpu_probes()  # as train() does; the plain loop profits too
     rows = []
     for case in args.cases:
         steps = args.steps if "ring8" in case else max(args.warmup + 20, args.steps // 3)

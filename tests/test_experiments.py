@@ -133,3 +133,9 @@ def test_sndcgan_trains_with_spectral_norm_on_32px_images(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     assert record["status"] == "ok" and record["iterations"] == 3
+
+
+def test_hydras_plus_spelling_of_a_preset_works_too():
+    result = run_train_py("+experiment=pacgan_grid_short", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "max_steps: 1000" in result.stdout and "name: grid25" in result.stdout
