@@ -53,11 +53,26 @@ class StepTimer(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == self.warmup:
+            sync()
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.end = time.perf_counter()
         self.count = batch_idx + 1 - self.warmup
+
+    def on_train_end(self, trainer, pl_module):
+        if DEVICE.type == "cuda":  # the GPU's queue, waited for once at the end, not per step
+            sync()
+            self.end = time.perf_counter()
+
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync() -> None:
+    """Timings on a GPU must wait for its queue; on the CPU there is none."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def framework_step_time(overrides: list[str], steps: int, warmup: int) -> float:
@@ -70,7 +85,7 @@ def framework_step_time(overrides: list[str], steps: int, warmup: int) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
         from omegaconf import OmegaConf
         loggers = build_loggers(settings, Path(run_dir), "bench", SweepInfo(), OmegaConf.to_container(cfg))
-        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=loggers or False,
+        trainer = pl.Trainer(max_epochs=1, accelerator=DEVICE.type, devices=1, logger=loggers or False,
                              log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, callbacks=[timer])
         trainer.fit(module, datamodule=dm)
@@ -85,29 +100,31 @@ def plain_step_time(overrides: list[str], steps: int, warmup: int) -> float:
     settings = validate(compose_config(overrides))
     dm = build_datamodule(settings.data, steps).prepare()
     module = GANModule(settings, dm.sample_shape)  # only for identical nets
-    G, D, data = module.G, module.D, dm.data
+    G, D, data = module.G.to(DEVICE), module.D.to(DEVICE), dm.data.to(DEVICE)
     opt_g = build_optimizer(settings.optim.g, G.parameters())
     opt_d = build_optimizer(settings.optim.d, D.parameters())
     ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(settings.ema.decay), use_buffers=True)
     bs, z_dim = settings.data.batch_size, settings.model.z_dim
     for it in range(steps):
         if it == warmup:
+            sync()
             start = time.perf_counter()
         torch.default_generator.manual_seed(it)  # as GANModule does: the CPU generator only
-        real = data[torch.randint(len(data), (bs,))]
+        real = data[torch.randint(len(data), (bs,), device=DEVICE)]
         with torch.no_grad():
-            fake = G(torch.randn(bs, z_dim))
+            fake = G(torch.randn(bs, z_dim, device=DEVICE))
         real_logits, fake_logits = D(real), D(fake)
         d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                   + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        g_loss = F.softplus(-D(G(torch.randn(bs, z_dim)))).mean()
+        g_loss = F.softplus(-D(G(torch.randn(bs, z_dim, device=DEVICE)))).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
         ema.update_parameters(G)
+    sync()
     return (time.perf_counter() - start) / (steps - warmup)
 
 
@@ -140,7 +157,8 @@ def main() -> None:
             med = statistics.median(times[mode])
             ratios = sorted(t / p for t, p in zip(times[mode], times["plain"]))
             rows.append((case, f"GANModule, logging {mode}", med, times[mode], statistics.median(ratios)))
-    print(f"\n{torch.get_num_threads()} torch threads, {args.reps} interleaved repetitions, medians\n")
+    where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    print(f"\n{where}, {args.reps} interleaved repetitions, medians\n")
     print("| data / nets | loop | ms / iteration | spread (min–max) | ratio to plain (median of paired) |")
     print("|---|---|---|---|---|")
     for case, loop, med, ts, ratio in rows:

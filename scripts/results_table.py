@@ -159,6 +159,10 @@ def render(records: list[dict], command: str) -> str:
         total, *paper = PAPER[data]
         out += ["", f"## {data} (`experiment={preset}`, {total} modes)", "",
                 markdown_table(header, [["PacGAN paper, GAN, 400 epochs", "–", *paper, ""]] + cell_rows(runs))]
+    out += ["", "## On a GPU", "",
+            "Not measured yet: no GPU was available where this table was made. `make bench` on a GPU machine",
+            "prints GANModule vs the plain loop (mnist/DCGAN) and `python scripts/bench_metrics.py` the seconds",
+            "per FID evaluation; their figures belong here with the device's name."]
     return "\n".join(out) + "\n"
 
 

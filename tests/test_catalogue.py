@@ -62,6 +62,7 @@ PROOFS = {
     "model/mlp": ["test_config.test_image_data_selects_the_dcgan_unless_told_otherwise"],
     "model/dcgan": ["test_families.test_up_and_downsampling_options_keep_the_shapes"],
     "model/gan2014": ["test_families.test_maxout_outputs_the_max_over_pieces"],
+    "model/sndcgan": ["test_experiments.test_sndcgan_nets_are_the_papers_layers"],
     **{f"{net}/{option}": NORM_TESTS for net in ("norm_g", "norm_d") for option in
        ("none", "batch_norm", "layer_norm", "instance_norm", "virtual_batch_norm", "reference_batch_norm")},
     "norm_d/batch_norm#momentum": ["test_families.test_batch_norm_momentum_is_applied"],
