@@ -136,7 +136,7 @@ def render(records: list[dict], command: str) -> str:
         "for the ring, 0.05 for the grid), nets (G 4×400 ReLU + batch norm, D 3×200 maxout with 5 pieces),",
         "z in R², Adam 1e-4 β1 0.8, batch 100, and evaluation (2,500 samples, high quality within 3σ of a",
         "mode, reverse KL over the modes). They differ in one thing, the budget: **2,000 iterations (ring) and",
-        "1,000 (grid) instead of 400,000 (400 epochs)**, 1/200 and 1/400 of the paper's. The paper's rows show",
+        "500 (grid) instead of 400,000 (400 epochs)**, 1/200 and 1/800 of the paper's. The paper's rows show",
         "the scale, not a target: what means something is the comparison between the rows of one table",
         "(same budget, same seeds). The grid runs are shorter than the ring's only to fit the whole table",
         "into a working session on 2 CPU cores (two runs at a time, one thread each).",

@@ -138,4 +138,4 @@ def test_sndcgan_trains_with_spectral_norm_on_32px_images(tmp_path):
 def test_hydras_plus_spelling_of_a_preset_works_too():
     result = run_train_py("+experiment=pacgan_grid_short", "--cfg", "job")
     assert result.returncode == 0, result.stderr
-    assert "max_steps: 1000" in result.stdout and "name: grid25" in result.stdout
+    assert "max_steps: 500" in result.stdout and "name: grid25" in result.stdout
