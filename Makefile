@@ -37,7 +37,7 @@ demo: setup  ## a real small ablation on ring8: baseline and three tricks added 
 		ablation.design=add_one ablation.seeds=3 trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
 	$(PY) scripts/report.py multirun/demo
 
-results: setup  ## docs/results.md: baseline + every trick on pacgan_ring_short and pacgan_grid_short, 3 seeds (~1.5 h on 2 cores)
+results: setup  ## docs/results.md: baseline + every trick on pacgan_ring_short and pacgan_grid_short, 3 seeds (1-2 h on 2 cores)
 	OMP_NUM_THREADS=1 $(PY) train.py -m hydra/sweeper=ablation experiment=pacgan_ring_short,pacgan_grid_short \
 		ablation.tricks=[$(TRICKS_2D)] ablation.design=add_one ablation.seeds=3 logger=csv \
 		hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=$(RESULTS_DIR)
