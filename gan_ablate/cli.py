@@ -20,9 +20,9 @@ from gan_ablate.sweep.outcome import CellsFailed
 register_configs()
 log = logging.getLogger("gan_ablate")
 
-# conf/ sits next to the package in the checkout (installs are editable); an absolute path keeps
-# Hydra from looking for a python module called `conf`.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# The configs live inside the package (gan_ablate/conf/), so an installed wheel finds them wherever it
+# runs; an absolute path keeps Hydra from looking for a python module called `conf`.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

@@ -1,45 +1,14 @@
 #!/usr/bin/env python
-"""Turn a sweep into an ablation report: one table per metric (mean, standard error and 95% CI over
-seeds per cell, difference to the reference cell with its 95% interval), the runs that were skipped,
-failed, diverged or are still running, and plots (metric per cell, training curves of losses,
-gradient norms and evaluation metrics, last samples per cell).
+"""The report from a checkout: the same as the installed `gan-ablate-report` (gan_ablate/report_cli.py).
 
     python scripts/report.py multirun/2026-11-23/10-00-00
-    make report DIR=multirun/2026-11-23/10-00-00
-
-Writes report.md and report.html in the sweep folder (PNGs under report/) and prints the tables.
-Works on a sweep that is still running: run it again for the newer numbers.
 """
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_ablate.sweep.report import build_report, to_html, to_markdown  # noqa: E402
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (or any folder holding result.json files)")
-    parser.add_argument("--reference", help="the cell every other is compared with (default: the design's "
-                                            "reference, e.g. 'baseline' for add_one, 'all' for leave_one_out)")
-    parser.add_argument("--no-plots", action="store_true", help="tables only")
-    args = parser.parse_args()
-    if not args.sweep_dir.is_dir():
-        parser.error(f"{args.sweep_dir} is not a folder")
-    try:
-        report = build_report(args.sweep_dir, args.reference, plots=not args.no_plots)
-    except FileNotFoundError as e:
-        sys.exit(f"report: {e}")
-    markdown = to_markdown(report)
-    (args.sweep_dir / "report.md").write_text(markdown + "\n")
-    (args.sweep_dir / "report.html").write_text(to_html(report))
-    print(markdown)
-    print(f"\nwritten to {args.sweep_dir / 'report.md'} and {args.sweep_dir / 'report.html'}")
-
+from gan_ablate.report_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

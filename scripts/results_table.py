@@ -147,7 +147,7 @@ def render(records: list[dict], command: str) -> str:
         "",
         "![modes and HQ% per cell, mean ± s.e. over seeds; dashed: the baseline](results.png)",
         "",
-        "Each trick runs with its catalogue defaults (`conf/trick/<name>.yaml`) on top of the preset;",
+        "Each trick runs with its catalogue defaults (`gan_ablate/conf/trick/<name>.yaml`) on top of the preset;",
         "`ema` is judged on its EMA generator (decay 0.999), every other cell on the raw G.",
         *[f"`{name}` is left out: {why}" for name, why in LEFT_OUT.items()],
     ]

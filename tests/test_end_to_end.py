@@ -132,7 +132,7 @@ def test_every_trick_option_runs_or_is_skipped_with_a_reason(tmp_path, data, ext
                           timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     records = load_records(tmp_path)
-    assert len(records) == len(list((ROOT / "conf" / "trick").glob("*.yaml")))
+    assert len(records) == len(list((ROOT / "gan_ablate" / "conf" / "trick").glob("*.yaml")))
     for r in records:
         assert r["status"] in ("ok", "skipped"), (r["name"], r.get("error"))
         if r["status"] == "skipped":

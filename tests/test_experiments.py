@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT, TINY, make_cfg, run_train_py
 from gan_ablate.config import validate
 
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "gan_ablate" / "conf" / "experiment").glob("*.yaml"))
 
 
 def flat(cfg) -> dict:
@@ -28,7 +28,7 @@ def flat(cfg) -> dict:
 def test_every_preset_names_its_source_and_composes():
     assert {"pacgan_ring", "pacgan_grid", "stacked_mnist_pacgan"} <= set(EXPERIMENTS)
     for name in EXPERIMENTS:
-        text = (ROOT / "conf" / "experiment" / f"{name}.yaml").read_text()
+        text = (ROOT / "gan_ablate" / "conf" / "experiment" / f"{name}.yaml").read_text()
         header = text.split("defaults:")[0]
         if name.endswith("_short"):  # points to its full protocol, which names the source
             assert f"{name.removesuffix('_short')}.yaml" in header, name

@@ -55,7 +55,7 @@ def test_loss_matches_closed_form(name):
 
 
 def test_every_loss_has_a_closed_form_and_a_config():
-    conf = {p.stem for p in (Path(__file__).parents[1] / "conf" / "loss").glob("*.yaml")}
+    conf = {p.stem for p in (Path(__file__).parents[1] / "gan_ablate" / "conf" / "loss").glob("*.yaml")}
     assert set(LOSSES) == set(CLOSED_FORMS) == conf
 
 

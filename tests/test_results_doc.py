@@ -11,7 +11,7 @@ import sys
 from conftest import ROOT
 
 DOC = ROOT / "docs" / "results.md"
-TRICKS = {p.stem for p in (ROOT / "conf" / "trick").glob("*.yaml")}
+TRICKS = {p.stem for p in (ROOT / "gan_ablate" / "conf" / "trick").glob("*.yaml")}
 
 
 def results_table():
@@ -38,7 +38,7 @@ def test_the_documented_command_is_what_make_results_runs_and_names_real_presets
     command = results_table().regenerating_command()
     assert f"```bash\n{command}\n```" in text
     presets = re.search(r"experiment=(\S+)", command).group(1).split(",")
-    assert presets and all((ROOT / "conf" / "experiment" / f"{p}.yaml").is_file() for p in presets)
+    assert presets and all((ROOT / "gan_ablate" / "conf" / "experiment" / f"{p}.yaml").is_file() for p in presets)
     assert all(f"experiment={p}" in text for p in presets)
 
 

@@ -1,0 +1,44 @@
+"""`gan-ablate-report SWEEP_DIR` (or `python scripts/report.py SWEEP_DIR`): turn a sweep into an ablation
+report: one table per metric (mean, standard error and 95% CI over seeds per cell, difference to the
+reference cell with its 95% interval), the runs that were skipped, failed, diverged or are still running,
+and plots (metric per cell, training curves of losses, gradient norms and evaluation metrics, last
+samples per cell).
+
+    gan-ablate-report multirun/2026-11-23/10-00-00
+    make report DIR=multirun/2026-11-23/10-00-00
+
+Writes report.md and report.html in the sweep folder (PNGs under report/) and prints the tables.
+Works on a sweep that is still running: run it again for the newer numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gan-ablate-report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (or any folder holding result.json files)")
+    parser.add_argument("--reference", help="the cell every other is compared with (default: the design's "
+                                            "reference, e.g. 'baseline' for add_one, 'all' for leave_one_out)")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a folder")
+    from gan_ablate.sweep.report import build_report, to_html, to_markdown  # after --help: matplotlib is slow
+
+    try:
+        report = build_report(args.sweep_dir, args.reference, plots=not args.no_plots)
+    except FileNotFoundError as e:
+        sys.exit(f"gan-ablate-report: {e}")
+    markdown = to_markdown(report)
+    (args.sweep_dir / "report.md").write_text(markdown + "\n")
+    (args.sweep_dir / "report.html").write_text(to_html(report))
+    print(markdown)
+    print(f"\nwritten to {args.sweep_dir / 'report.md'} and {args.sweep_dir / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()
