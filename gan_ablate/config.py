@@ -107,12 +107,15 @@ class ModelConfig:
     g_layer_noise: float = 0.0        # std of Gaussian noise added after every G layer (training only)
     skip_z: bool = False              # z split into chunks fed to every G block (BigGAN)
     maxout_pieces: int = 5            # gan2014
+    # sndcgan D's channels: compare_gan's (the code behind Kurach et al.'s numbers) or Miyato et al.'s table 3
+    sndcgan_d_channels: str = "compare_gan"
 
     def __post_init__(self) -> None:
         _check_choice("model.name", self.name, ("mlp", "dcgan", "gan2014", "sndcgan"))
         _check_choice("model.latent", self.latent, ("gaussian", "uniform"))
         _check_choice("model.activation", self.activation, ("leaky_relu", "relu"))
         _check_choice("model.output", self.output, ("tanh", "sigmoid"))
+        _check_choice("model.sndcgan_d_channels", self.sndcgan_d_channels, ("compare_gan", "miyato"))
         _check_choice("model.norm_g", self.norm_g, NORMS)
         _check_choice("model.norm_d", self.norm_d, NORMS)
         _check_choice("model.init", self.init, ("default", "orthogonal", "dcgan"))

@@ -70,6 +70,7 @@ def test_sndcgan_preset_is_kurach_et_al_cifar10_protocol():
 
 
 def test_sndcgan_nets_are_the_papers_layers():
+    """compare_gan's sndcgan.py: D's seven convs and their channels, G's projection a layer of its own."""
     import torch
     from torch import nn
 
@@ -78,11 +79,36 @@ def test_sndcgan_nets_are_the_papers_layers():
     s = validate(make_cfg("experiment=sndcgan_cifar10", tiny=False))
     G, D = build_nets(s.model, (3, 32, 32))
     convs = [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in D.modules() if isinstance(m, nn.Conv2d)]
-    assert convs == [(64, 3, 1), (64, 4, 2), (128, 3, 1), (128, 4, 2), (256, 3, 1), (256, 4, 2), (512, 3, 1)]
+    assert convs == [(64, 3, 1), (128, 4, 2), (128, 3, 1), (256, 4, 2), (256, 3, 1), (512, 4, 2), (512, 3, 1)]
     assert [m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)] == [0.1] * 7
     ups = [(m.in_channels, m.out_channels) for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert ups == [(512, 256), (256, 128), (128, 64)]
     assert G(torch.randn(2, 128)).shape == (2, 3, 32, 32) and D(torch.randn(2, 3, 32, 32)).shape == (2, 1)
+    miyato = validate(make_cfg("experiment=sndcgan_cifar10", "model.sndcgan_d_channels=miyato", tiny=False))
+    _, D = build_nets(miyato.model, (3, 32, 32))
+    assert [m.out_channels for m in D.modules() if isinstance(m, nn.Conv2d)] == [64, 64, 128, 128, 256, 256, 512]
+
+
+def test_sndcgan_generator_projects_through_batch_norm_and_relu():
+    """g_fc1 -> g_bn1 (over the 4*4*512 features) -> relu -> reshape, before the first transposed conv:
+    the conv's input is recomputed here from the projection's own weights."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from gan_ablate.nets import build_nets
+
+    s = validate(make_cfg("experiment=sndcgan_cifar10", tiny=False))
+    G, _ = build_nets(s.model, (3, 32, 32))
+    seen = {}
+    first = next(m for m in G.modules() if isinstance(m, nn.ConvTranspose2d))
+    first.register_forward_hook(lambda m, inputs, out: seen.update(x=inputs[0]))  # returns None: output kept
+    z = torch.randn(16, 128)
+    G.train()(z)
+    linear = G.project
+    expected = torch.relu(F.batch_norm(F.linear(z, linear.weight, linear.bias), None, None, G.project_norm.weight,
+                                       G.project_norm.bias, training=True, eps=G.project_norm.eps))
+    torch.testing.assert_close(seen["x"], expected.view(16, 512, 4, 4))
 
 
 def test_sndcgan_refuses_dcgan_only_options():

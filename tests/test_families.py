@@ -245,3 +245,24 @@ def test_model_dcgan_on_points_is_refused():
     with pytest.raises(ConfigError, match="model=dcgan needs image data"):
         make_module("model=dcgan")
     assert check_config(make_cfg("model=gan2014"))
+
+
+@pytest.mark.parametrize("model", ["mlp", "gan2014"])
+@pytest.mark.parametrize("output,low,high", [("tanh", -1.0, 1.0), ("sigmoid", 0.0, 1.0)])
+def test_mlp_generators_on_images_keep_model_output_range(model, output, low, high):
+    """On images the MLP generators end in model.output's squashing (a linear output ranged -2.2..1.3 on
+    digits); on 2-D points the output stays linear."""
+    import torch
+
+    from gan_ablate.nets import build_nets
+
+    s = validate(make_cfg(f"model={model}", f"model.output={output}"))
+    G, _ = build_nets(s.model, (1, 8, 8))
+    for p in G.parameters():
+        torch.nn.init.normal_(p, std=3.0)  # a linear output would leave the range by far
+    x = G(torch.randn(256, s.model.z_dim))
+    assert x.shape == (256, 1, 8, 8) and low <= x.min() and x.max() <= high and x.max() - x.min() > 0.5 * (high - low)
+    G_points, _ = build_nets(s.model, (2,))
+    for p in G_points.parameters():
+        torch.nn.init.normal_(p, std=3.0)
+    assert G_points(torch.randn(256, s.model.z_dim)).abs().max() > 1.0

@@ -13,7 +13,8 @@ def _width(base: int, mult: float) -> int:
 
 
 class MLPGenerator(nn.Module):
-    """z -> hidden layers -> a point (linear output: the mixtures are not bounded to [-1, 1]).
+    """z -> hidden layers -> a point (linear output: the mixtures are not bounded to [-1, 1]), or a
+    flattened image squashed to model.output's range (tanh: [-1, 1], sigmoid: [0, 1]).
 
     With skip_z, z is split into one chunk per layer and each hidden layer also reads its chunk."""
 
@@ -34,13 +35,16 @@ class MLPGenerator(nn.Module):
             self.blocks.append(nn.Sequential(*layers))
             width_in = hidden + chunks[i + 1]
         self.out = nn.Linear(width_in, out_dim)
+        # points are unbounded (linear output); images get model.output's range, as the conv generators do
+        images = len(self.out_shape) == 3
+        self.output_activation = (nn.Tanh() if cfg.output == "tanh" else nn.Sigmoid()) if images else nn.Identity()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         parts = z.split(self.chunk_sizes, dim=1)
         h = parts[0]
         for block, extra in zip(self.blocks, parts[1:]):
             h = torch.cat([block(h), extra], dim=1) if extra.shape[1] else block(h)
-        return self.out(h).view(-1, *self.out_shape)
+        return self.output_activation(self.out(h)).view(-1, *self.out_shape)
 
 
 class MLPDiscriminator(nn.Module):

@@ -1,10 +1,17 @@
 """SNDCGAN: the "standard CNN" of Miyato et al. 2018 (SN-GAN, table 3) as Kurach et al. 2019 use it for
-CIFAR-10. G: z -> 4x4x512 -> three 4x4 stride-2 transposed convs halving the channels (BN, ReLU) ->
-3x3 conv -> tanh. D: 3x3 conv 64, 4x4/2 conv 64, 3x3 128, 4x4/2 128, 3x3 256, 4x4/2 256, 3x3 512,
-LeakyReLU 0.1, linear. Normalisation follows norm_g / norm_d (the study's no-normalisation baseline
-is norm_d=none; spectral norm comes from trick=spectral_norm)."""
+CIFAR-10, following google/compare_gan `compare_gan/architectures/sndcgan.py` (the code behind their
+28.66 / 25.27 FID).
+
+G: z -> linear to 4x4x512 -> BN -> ReLU -> reshape -> three 4x4 stride-2 transposed convs halving the
+channels (BN, ReLU) -> 3x3 conv -> tanh.
+D: seven convs with LeakyReLU 0.1, then linear. Channels per `model.sndcgan_d_channels`:
+compare_gan (default) 64 (3x3), 128 (4x4/2), 128 (3x3), 256 (4x4/2), 256 (3x3), 512 (4x4/2), 512 (3x3);
+miyato (SN-GAN table 3) 64, 64, 128, 128, 256, 256, 512 with the same kernels and strides.
+Normalisation follows norm_g / norm_d (the study's no-normalisation baseline is norm_d=none; spectral
+norm comes from trick=spectral_norm)."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from gan_ablate.config import ConfigError, ModelConfig
@@ -29,7 +36,15 @@ class SNDCGANGenerator(nn.Module):
         _check(cfg, image_size)
         widths = [_width(c, cfg.g_width) for c in (512, 256, 128, 64)]
         self.width = widths[0]
+        # compare_gan's g_fc1 -> g_bn1 -> relu: the projection is a layer of its own, not a linear map
+        # composed with the first transposed conv. Its batch norm is over the 4*4*512 features, as there;
+        # instance norm needs feature maps, so it comes after the reshape.
+        self.norm_after_reshape = cfg.norm_g == "instance_norm"
         self.project = nn.Linear(cfg.z_dim, widths[0] * 4 * 4)
+        norm = make_norm(cfg.norm_g, widths[0] if self.norm_after_reshape else widths[0] * 4 * 4,
+                         conv=self.norm_after_reshape, momentum=cfg.bn_momentum)
+        self.project_norm = norm if norm is not None else nn.Identity()
+        self.project_extras = nn.Sequential(*hidden_extras(cfg, "g"))  # g_dropout / layer noise: every G layer
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths, widths[1:]):
             norm = make_norm(cfg.norm_g, c_out, conv=True, momentum=cfg.bn_momentum)
@@ -39,19 +54,25 @@ class SNDCGANGenerator(nn.Module):
         self.blocks = nn.Sequential(*layers)
 
     def forward(self, z):
-        return self.blocks(self.project(z).view(-1, self.width, 4, 4))
+        h = self.project(z)
+        if self.norm_after_reshape:
+            h = self.project_norm(h.view(-1, self.width, 4, 4))
+        else:
+            h = self.project_norm(h).view(-1, self.width, 4, 4)
+        return self.blocks(self.project_extras(torch.relu(h)))
 
 
 class SNDCGANDiscriminator(nn.Module):
-    # (out channels, kernel, stride): the paper's seven convolutions
-    LAYERS = ((64, 3, 1), (64, 4, 2), (128, 3, 1), (128, 4, 2), (256, 3, 1), (256, 4, 2), (512, 3, 1))
+    # (out channels, kernel, stride) of the seven convolutions
+    LAYERS = {"compare_gan": ((64, 3, 1), (128, 4, 2), (128, 3, 1), (256, 4, 2), (256, 3, 1), (512, 4, 2), (512, 3, 1)),
+              "miyato": ((64, 3, 1), (64, 4, 2), (128, 3, 1), (128, 4, 2), (256, 3, 1), (256, 4, 2), (512, 3, 1))}
 
     def __init__(self, cfg: ModelConfig, channels: int, image_size: int):
         super().__init__()
         _check(cfg, image_size)
         layers: list[nn.Module] = []
         c_in = channels
-        for i, (c, k, s) in enumerate(self.LAYERS):
+        for i, (c, k, s) in enumerate(self.LAYERS[cfg.sndcgan_d_channels]):
             c_out = _width(c, cfg.d_width)
             norm = make_norm(cfg.norm_d, c_out, conv=True, momentum=cfg.bn_momentum) if i > 0 else None
             layers += [nn.Conv2d(c_in, c_out, k, s, 1), *([norm] if norm is not None else []), nn.LeakyReLU(0.1),
