@@ -13,7 +13,10 @@ NORM_TESTS = ["test_families.test_norm_options_put_their_layer_in_the_chosen_net
 
 # option -> the tests that prove its mechanism (TRICKS.md, "proof" column)
 PROOFS = {
-    "trick/acgan": ["test_tricks_structure.test_acgan_auxiliary_loss_decreases"],
+    "trick/acgan": ["test_tricks_structure.test_acgan_d_classifies_real_and_fake_and_g_is_pushed_to_its_class",
+                    "test_tricks_structure.test_acgan_training_step_uses_the_aux_head_in_both_updates",
+                    "test_tricks_structure.test_acgan_generator_is_class_conditional",
+                    "test_tricks_structure.test_acgan_with_virtual_batch_norm_at_batch_32_classifies_through_the_reference_batch"],
     "trick/capacity": ["test_families.test_capacity_multipliers_scale_parameter_counts",
                        "test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
     "trick/checkpoint_swap": ["test_tricks_structure.test_checkpoint_swap_trains_an_old_d_then_restores_the_current_one"],

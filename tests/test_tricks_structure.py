@@ -168,5 +168,64 @@ def test_acgan_auxiliary_loss_decreases():
         return value
     trick.d_penalty = recording
     run_steps(module, 150)
-    assert sum(aux[:10]) / 10 > 1.9  # about log(8) at first
+    assert sum(aux[:10]) / 10 > 2 * 1.9  # about 2 log(8) at first: real and fake terms
     assert sum(aux[-10:]) / 10 < 0.75 * sum(aux[:10]) / 10
+
+
+def _aux_ce(module, x, labels):
+    """An independent cross-entropy of D's auxiliary head: log-softmax by hand, features by D's layers."""
+    d = module.D
+    logits = d.aux_head(d.features(x))
+    return -(logits.log_softmax(dim=1)[torch.arange(len(labels)), labels]).mean()
+
+
+def test_acgan_generator_is_class_conditional():
+    module = make_module("trick=acgan", "model.g_hidden=32", "model.d_hidden=32")
+    z = torch.randn(6, module.cfg.model.z_dim)
+    a, b = module.G(z, torch.zeros(6, dtype=torch.long)), module.G(z, torch.full((6,), 5))
+    assert a.shape == (6, 2) and not torch.allclose(a, b)  # the label changes the sample, which carries no label
+    assert torch.equal(module.G.last_labels, torch.full((6,), 5))
+
+
+def test_acgan_d_classifies_real_and_fake_and_g_is_pushed_to_its_class():
+    """D's term: CE on the real batch with its labels + CE on the fake batch with the labels G drew; G's
+    term: CE on its own samples. Each compared with an independent computation, each non-zero."""
+    module = make_module("trick=acgan", "model.g_hidden=32", "model.d_hidden=32", "trick.acgan.weight=0.5")
+    (trick,) = module.tricks
+    real = module.real_batch()
+    fake = module.G(module.sample_z(len(real)))
+    fake_labels = module.G.last_labels
+    want_d = 0.5 * (_aux_ce(module, real, module.real_batch_labels()) + _aux_ce(module, fake, fake_labels))
+    torch.testing.assert_close(trick.d_penalty(module, real, fake, ctx()), want_d)
+    torch.testing.assert_close(trick.g_penalty(module, fake, ctx()), 0.5 * _aux_ce(module, fake, fake_labels))
+    assert _aux_ce(module, fake, fake_labels) > 0.1 and _aux_ce(module, real, module.real_batch_labels()) > 0.1
+    # the fake term is not the real term again: other samples, other labels
+    assert not torch.allclose(want_d, _aux_ce(module, real, module.real_batch_labels()))
+
+
+def test_acgan_training_step_uses_the_aux_head_in_both_updates():
+    """Through training_step: the auxiliary head reads real and fake in D's update and fake in G's, and
+    G's weights get the class loss's gradient (the one-hot columns of G's first layer move)."""
+    module = make_module("trick=acgan", "model.g_hidden=32", "model.d_hidden=32")
+    calls = []
+    module.D.aux_head.register_forward_hook(lambda m, inputs, out: calls.append(torch.is_grad_enabled()))
+    first = module.G.inner.blocks[0][0]
+    k, z_dim = module.n_classes, module.cfg.model.z_dim
+    before = first.weight[:, z_dim:z_dim + k].detach().clone()
+    run_steps(module, 1)
+    assert len(calls) == 3  # D update: real, fake; G update: fake
+    assert not torch.allclose(first.weight[:, z_dim:z_dim + k], before)
+
+
+def test_acgan_with_virtual_batch_norm_at_batch_32_classifies_through_the_reference_batch():
+    """norm_d=virtual_batch_norm: the auxiliary head's input for a sample is the same whatever its
+    batch-mates (D's reference batch is used), and a training step runs at batch 32."""
+    module = make_module("trick=acgan", "norm_d=virtual_batch_norm", "data.batch_size=32", "model.g_hidden=32",
+                         "model.d_hidden=32")
+    from gan_ablate.tricks.labels import d_features
+
+    x = module.real_batch()
+    alone = d_features(module.D, x[:1])
+    with_mates = d_features(module.D, torch.cat([x[:1], 3 * torch.randn(31, 2)]))[:1]
+    torch.testing.assert_close(alone, with_mates)
+    run_steps(module, 2)

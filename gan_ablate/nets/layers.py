@@ -74,11 +74,16 @@ class WithReferenceBatch(nn.Module):
             self.reference = data[: self.reference_size].detach().clone()
 
     def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        return self.through(self.net, x, *args)
+
+    def through(self, fn, x: torch.Tensor, *args) -> torch.Tensor:
+        """`fn` (the net, or a part of it from its input on, such as its `features`) on x with the
+        reference batch beside it: what a sample gives does not depend on its batch-mates."""
         r = self.reference.shape[0]
         for m in self.net.modules():
             if isinstance(m, ReferenceBatchNorm):
                 m.n_ref = r
-        return self.net(torch.cat([self.reference.to(x.dtype), x]), *args)[r:]
+        return fn(torch.cat([self.reference.to(x.dtype), x]), *args)[r:]
 
     def __getattr__(self, name):
         try:

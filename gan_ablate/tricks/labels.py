@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_ablate.config import ConfigError
+from gan_ablate.nets.layers import WithReferenceBatch
 from gan_ablate.tricks.base import Trick, register
 
 
@@ -131,26 +132,68 @@ class Conditional(Trick):
         return x[:, : self.data_channels]
 
 
+class LabelledGenerator(nn.Module):
+    """G(z, y) whose samples do not carry their label (AC-GAN's G): the one-hot label joins z, and the
+    labels of the latest batch are kept for the auxiliary losses."""
+
+    def __init__(self, inner: nn.Module, n_classes: int, z_dim: int):
+        super().__init__()
+        self.inner, self.n_classes, self.z_dim = inner, n_classes, z_dim
+        self.last_labels: torch.Tensor | None = None
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:  # labels drawn uniformly, from the iteration's seeded stream
+            y = torch.randint(self.n_classes, (z.shape[0],), device=z.device)
+        self.last_labels = y
+        return self.inner(torch.cat([z, F.one_hot(y, self.n_classes).to(z.dtype)], dim=1))
+
+
+def d_features(D: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """D's features of x (the layers before its head), with D's reference batch when it has one."""
+    if isinstance(D, WithReferenceBatch):
+        return D.through(D.net.features, x)
+    return getattr(D, "net", D).features(x)
+
+
 @register
 class ACGAN(Trick):
-    """D also classifies the real samples into the data's classes (Odena et al. 2017; ganhacks #13):
-    an auxiliary head on D's features, weight * cross-entropy added to D's loss."""
+    """Auxiliary classifier GAN (Odena, Olah, Shlens 2017, sec. 3): G(z, c) is class-conditional; D has
+    an auxiliary head on its features that predicts the class of real AND generated samples, and
+    D's loss adds L_C = CE(real, its labels) + CE(fake, the labels G drew); G's loss adds CE(fake, the
+    labels G drew) (G maximises L_C - L_S). `weight` scales L_C in both (1: the paper's sum).
+    The same scheme as eriklindernoren/PyTorch-GAN `implementations/acgan/acgan.py` (which averages the
+    terms instead of summing them). D's features go through its reference batch under virtual/reference
+    batch norm, as its logits do."""
     name = "acgan"
-    conflicts = ("loss=ebgan", "loss=began")
+    setup_order = -1  # rebuilds G: before anything wraps it
+    # conditional rebuilds G too; replay tricks mix older fakes, whose labels are gone, into D's batch;
+    # multi_generator and vae_gan wrap G, whose labels AC-GAN reads
+    conflicts = ("loss=ebgan", "loss=began", "conditional", "experience_replay", "g_history", "multi_generator",
+                 "vae_gan")
 
     @dataclass
     class Params:
         weight: float = 1.0
 
     def setup(self, gan):
+        from gan_ablate.nets import build_nets
+
         if gan.n_classes is None:
             raise ConfigError("trick=acgan needs labelled data (data=digits, mnist, ring8 or grid25)")
+        k, model = gan.n_classes, gan.cfg.model
+        inner, _ = build_nets(dataclasses.replace(model, z_dim=model.z_dim + k), gan.sample_shape, seed=gan.cfg.seed)
+        gan.G = LabelledGenerator(inner, k, model.z_dim)
         d = getattr(gan.D, "net", gan.D)
-        d.aux_head = nn.Linear(d.features_dim, gan.n_classes)  # part of D: D's optimiser trains it
+        d.aux_head = nn.Linear(d.features_dim, k)  # part of D: D's optimiser trains it
         self.last_aux_loss: torch.Tensor | None = None
 
+    def class_loss(self, gan, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(getattr(gan.D, "net", gan.D).aux_head(d_features(gan.D, x)), labels)
+
     def d_penalty(self, gan, real, fake, ctx):
-        d = getattr(gan.D, "net", gan.D)
-        logits = d.aux_head(d.features(real))
-        self.last_aux_loss = F.cross_entropy(logits, gan.real_batch_labels())
+        self.last_aux_loss = (self.class_loss(gan, real, gan.real_batch_labels())
+                              + self.class_loss(gan, fake, gan.G.last_labels))
         return self.params.weight * self.last_aux_loss
+
+    def g_penalty(self, gan, fake, ctx):
+        return self.params.weight * self.class_loss(gan, fake, gan.G.last_labels)
