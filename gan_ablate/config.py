@@ -24,6 +24,11 @@ class TrickConflict(ConfigError):
     cell is recorded as skipped rather than the whole sweep refused."""
 
 
+class ScheduleOutsideRun(TrickConflict):
+    """A trick whose schedule cannot act within trainer.max_steps (a conflict with the budget): its
+    results row would be the baseline's under the trick's name. In a sweep, that cell is skipped."""
+
+
 def _check_choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")

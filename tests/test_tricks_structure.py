@@ -229,3 +229,33 @@ def test_acgan_with_virtual_batch_norm_at_batch_32_classifies_through_the_refere
     with_mates = d_features(module.D, torch.cat([x[:1], 3 * torch.randn(31, 2)]))[:1]
     torch.testing.assert_close(alone, with_mates)
     run_steps(module, 2)
+
+
+def test_checkpoint_swap_first_swap_is_where_the_schedule_puts_it_and_a_run_too_short_for_it_is_refused():
+    """snapshot_every=3, swap_every=4: two snapshots exist after 6 iterations, so the first swap starts
+    after iteration 8. A run of 8 iterations would never train against an old D: refused at config
+    time; a run of 9 swaps."""
+    from gan_ablate.config import ScheduleOutsideRun
+    from gan_ablate.run import check_config
+
+    params = ("trick=checkpoint_swap", "trick.checkpoint_swap.snapshot_every=3", "trick.checkpoint_swap.swap_every=4")
+    with pytest.raises(ScheduleOutsideRun, match="first swap after iteration 8.*trainer.max_steps=8"):
+        check_config(make_cfg(*params, "trainer.max_steps=8"))
+    check_config(make_cfg(*params, "trainer.max_steps=9"))
+    module = make_module(*params, "trainer.max_steps=9")
+    (trick,) = module.tricks
+    run_steps(module, 7)
+    assert trick.parked is None
+    run_steps(module, 1)
+    assert trick.parked is not None and trick.first_swap() == 8
+
+
+def test_checkpoint_swap_on_the_short_grid_preset_is_refused_on_one_line(tmp_path):
+    """Its defaults (first swap after 500 iterations) on pacgan_grid_short's 500: a results row that
+    would be the baseline's under another name."""
+    from conftest import run_train_py
+
+    result = run_train_py("experiment=pacgan_grid_short", "trick=checkpoint_swap", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "trainer.max_steps=500" in result.stderr
+    assert not (tmp_path / "result.json").exists()

@@ -39,6 +39,10 @@ class Trick:
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()
 
+    def check_budget(self, max_steps: int) -> None:
+        """At config time: raise ScheduleOutsideRun if the trick's schedule cannot act within
+        `max_steps` iterations (a silent no-op would be reported as the trick's effect)."""
+
     # -- hooks, in the order the training step calls them ------------------------------------
     def setup(self, gan: "GANModule") -> None:
         """Once, before the optimisers exist: wrap or re-initialise the nets."""
@@ -154,7 +158,11 @@ def build_tricks(trick_cfg: dict[str, Any], settings: Any = None) -> list[Trick]
         if name not in TRICKS:
             raise ConfigError(f"trick={name!r} is not a known trick; available: {', '.join(sorted(TRICKS))}")
     check_conflicts(names, family_choices(settings))
-    return [TRICKS[n](parse_params(TRICKS[n], trick_cfg[n], f"trick.{n}")) for n in names]
+    tricks = [TRICKS[n](parse_params(TRICKS[n], trick_cfg[n], f"trick.{n}")) for n in names]
+    if settings is not None:
+        for t in tricks:
+            t.check_budget(settings.trainer.max_steps)
+    return tricks
 
 
 def check_conflicts(names: Iterable[str], choices: Iterable[str] = ()) -> None:

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import copy
+import logging
+import math
 import random
 from dataclasses import dataclass
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import ConfigError, ScheduleOutsideRun
 from gan_ablate.tricks.base import Trick, register
+
+log = logging.getLogger("gan_ablate")
 
 
 @register
@@ -59,6 +63,21 @@ class CheckpointSwap(Trick):
         self.parked: dict | None = None      # the current weights while an old snapshot trains
         self.swap_ends_at = -1
 
+    def first_swap(self) -> int:
+        """The iteration that starts the first swap: the first multiple of swap_every at which two
+        snapshots exist (one to swap in, the newest being the current net's past)."""
+        p = self.params
+        return math.ceil(2 * p.snapshot_every / p.swap_every) * p.swap_every
+
+    def check_budget(self, max_steps):
+        first = self.first_swap()
+        if first >= max_steps:  # the old net must train at least one iteration
+            p = self.params
+            raise ScheduleOutsideRun(
+                f"trick.checkpoint_swap would first swap after iteration {first} (snapshot_every={p.snapshot_every}, "
+                f"swap_every={p.swap_every}), not within trainer.max_steps={max_steps}: lower "
+                "trick.checkpoint_swap.snapshot_every/swap_every or train longer")
+
     def _net(self, gan):
         return gan.D if self.params.net == "d" else gan.G
 
@@ -76,6 +95,8 @@ class CheckpointSwap(Trick):
             old = random.Random(done).randrange(len(self.snapshots) - 1)
             net.load_state_dict(self.snapshots[old])
             self.swap_ends_at = done + p.duration
+            log.info("checkpoint_swap: iteration %d, %s swapped for its snapshot %d of %d until iteration %d",
+                     done, p.net.upper(), old + 1, len(self.snapshots), self.swap_ends_at)
 
     def state_dict(self):
         return {"snapshots": self.snapshots, "parked": self.parked, "swap_ends_at": self.swap_ends_at}
