@@ -193,14 +193,25 @@ class OptimConfig:
 
 @dataclass
 class EmaConfig:
+    """The EMA copy of G (gan_ablate/module.py says how each key acts)."""
     decay: float = 0.999
     every: int = 1              # update every k iterations
-    start: int = 0              # first iteration that updates the average
+    start: int = 0              # BigGAN's ema_start: before it the EMA equals G, from it on it averages
+    # decay min(decay, (1 + n) / (10 + n)) after n updates (tf.train.ExponentialMovingAverage's num_updates),
+    # so the untrained G's share fades at any budget; false: the constant decay (BigGAN's)
+    warmup: bool = True
+    # the EMA G's batch-norm statistics: `averaged` with its weights (BigGAN's ema averages the whole
+    # state dict), or `standing`: re-estimated before each evaluation from standing_batches of its own
+    # samples (BigGAN's accumulate_standing_stats)
+    bn_stats: str = "averaged"
+    standing_batches: int = 16
 
     def __post_init__(self) -> None:
         _check_range("ema.decay", self.decay, 0, 1, high_open=True)
         _check_range("ema.every", self.every, 1)
         _check_range("ema.start", self.start, 0)
+        _check_choice("ema.bn_stats", self.bn_stats, ("averaged", "standing"))
+        _check_range("ema.standing_batches", self.standing_batches, 1)
 
 
 @dataclass

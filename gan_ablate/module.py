@@ -7,6 +7,7 @@ from (seed, iteration), so a resumed run continues exactly, and evaluation canno
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import warnings
@@ -53,10 +54,32 @@ def seed_generators(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
-def ema_update(decay: float, ema_params, params, num_averaged) -> None:
-    """torch's EMA update as a module-level function: ddp_spawn pickles the module, and the closure
-    get_ema_multi_avg_fn returns cannot be pickled."""
-    get_ema_multi_avg_fn(decay)(ema_params, params, num_averaged)
+def ema_update(decay: float, warmup: bool, ema_params, params, num_averaged) -> None:
+    """ema = d * ema + (1 - d) * G, with d = min(decay, (1 + n) / (10 + n)) after n updates when warming up
+    (tf.train.ExponentialMovingAverage's num_updates), else torch's constant-decay EMA. Module-level:
+    ddp_spawn pickles the module, and the closure get_ema_multi_avg_fn returns cannot be pickled.
+    The warm-up decay stays a device tensor: no host sync."""
+    if not warmup:
+        get_ema_multi_avg_fn(decay)(ema_params, params, num_averaged)
+        return
+    d = torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay).to(ema_params[0].dtype)
+    torch._foreach_mul_(ema_params, d)
+    torch._foreach_add_(ema_params, torch._foreach_mul(params, 1 - d))
+
+
+def standing_statistics(net: nn.Module, latents: Iterable[torch.Tensor]) -> nn.Module:
+    """A copy of `net` whose batch-norm statistics are re-estimated as the cumulative mean over the
+    batches `net` makes from `latents` (BigGAN-PyTorch utils.py accumulate_standing_stats)."""
+    net = copy.deepcopy(net)
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches, not an exponential one
+    net.train()
+    with torch.no_grad():
+        for z in latents:
+            net(z)
+    return net.eval()
 
 
 def grad_norms(named_params: Iterable[tuple[str, nn.Parameter]], prefix: str,
@@ -99,7 +122,7 @@ class GANModule(pl.LightningModule):
         self.tricks = build_tricks(cfg.trick, cfg)
         self.hooks = HookChain([self.loss, *self.tricks])
         self.hooks.setup(self)  # before the EMA copy and the optimisers see the nets
-        self.G_ema = AveragedModel(self.G, multi_avg_fn=functools.partial(ema_update, cfg.ema.decay),
+        self.G_ema = AveragedModel(self.G, multi_avg_fn=functools.partial(ema_update, cfg.ema.decay, cfg.ema.warmup),
                                    use_buffers=True)
         self.G_ema.requires_grad_(False)
         if cfg.compile:  # after the tricks wrapped the nets; in place, so names and checkpoints do not change
@@ -124,7 +147,15 @@ class GANModule(pl.LightningModule):
         return self.real_labels[self.draw_real.last_index]
 
     def ema_generator(self) -> nn.Module:
-        return self.G_ema.module
+        """The EMA G as evaluation sees it: with standing batch-norm statistics if ema.bn_stats asks
+        (re-estimated on a copy, so the average itself is untouched; its latents from the run's seed)."""
+        ema, net = self.cfg.ema, self.G_ema.module
+        if ema.bn_stats == "averaged" or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+            return net
+        draw = torch.Generator().manual_seed(self.cfg.seed)
+        latents = (sample_latent(self.cfg.data.batch_size, self.cfg.model.z_dim, self.cfg.model.latent,
+                                 generator=draw).to(self.device) for _ in range(ema.standing_batches))
+        return standing_statistics(net, latents)
 
     # -- Lightning hooks ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -245,8 +276,13 @@ class GANModule(pl.LightningModule):
             average_gradients(net.parameters())
 
     def update_ema(self, it: int) -> None:
+        """BigGAN-PyTorch utils.py `ema.update`: before ema.start the average is pegged to G (decay 0),
+        from ema.start on it averages every ema.every iterations."""
         ema = self.cfg.ema
-        if it >= ema.start and (it - ema.start) % ema.every == 0:
+        if it < ema.start:
+            self.G_ema.n_averaged.zero_()  # AveragedModel's first update copies G
+            self.G_ema.update_parameters(self.G)
+        elif (it - ema.start) % ema.every == 0:
             self.G_ema.update_parameters(self.G)
 
     # -- checkpoint state that is not in the nets --------------------------------------------------

@@ -1,11 +1,15 @@
 """The G/D step: update counts, optimisers, EMA, gradient norms, addressable randomness."""
 
+import copy
+
 import pytest
 import torch
 from conftest import make_module
 from helpers import attach_optimizers, run_steps
+from torch import nn
 
 from gan_ablate.module import grad_norms, step_seed
+from gan_ablate.nets.layers import sample_latent
 
 
 @pytest.mark.parametrize("n_critic,g_steps", [(1, 1), (5, 1), (1, 3), (2, 2)])
@@ -28,20 +32,85 @@ def test_separate_optimizers_and_learning_rates():
     assert not g_ids & {id(p) for p in opt_d.param_groups[0]["params"]}
 
 
-def test_ema_equals_the_closed_form_average():
-    decay, start, every = 0.9, 2, 2
-    module = make_module(f"ema.decay={decay}", f"ema.start={start}", f"ema.every={every}")
+def test_ema_equals_the_closed_form_average_pegged_to_g_before_start():
+    """BigGAN's ema: before ema.start the average is G itself; from it on, every `every` iterations,
+    ema = decay * ema + (1 - decay) * G (constant decay with ema.warmup=false)."""
+    decay, start, every = 0.9, 3, 2
+    module = make_module(f"ema.decay={decay}", f"ema.start={start}", f"ema.every={every}", "ema.warmup=false")
     attach_optimizers(module)
     expected = None
-    for it in range(9):
+    for it in range(10):
         run_steps(module, 1)
         g = [p.detach().clone() for p in module.G.parameters()]
-        if it >= start and (it - start) % every == 0:
-            # the first update copies G; later ones are ema = decay * ema + (1 - decay) * G
-            expected = g if expected is None else [decay * e + (1 - decay) * x for e, x in zip(expected, g)]
+        if it < start:
+            expected = g
+            for e, p in zip(expected, module.ema_generator().parameters()):
+                torch.testing.assert_close(p, e)
+        elif (it - start) % every == 0:
+            expected = [decay * e + (1 - decay) * x for e, x in zip(expected, g)]
     for e, p in zip(expected, module.ema_generator().parameters()):
         torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
     assert not any(p.requires_grad for p in module.G_ema.parameters())
+
+
+def test_ema_warmup_decay_is_min_of_decay_and_1_plus_n_over_10_plus_n():
+    """tf.train.ExponentialMovingAverage's num_updates: after n updates the decay is
+    min(decay, (1 + n) / (10 + n)); the first update copies G (n = 0)."""
+    decay = 0.5  # reached after 8 updates: both regimes show within 12 iterations
+    module = make_module(f"ema.decay={decay}")
+    attach_optimizers(module)
+    expected = None
+    for n in range(12):
+        run_steps(module, 1)
+        g = [p.detach().clone() for p in module.G.parameters()]
+        d = min(decay, (1 + n) / (10 + n))
+        expected = g if expected is None else [d * e + (1 - d) * x for e, x in zip(expected, g)]
+    for e, p in zip(expected, module.ema_generator().parameters()):
+        torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_after_a_short_ring_run_follows_the_trained_g_not_the_initial_one():
+    """decay 0.999 from iteration 0 without warm-up left 0.999^299 = 74% of the average on the
+    untrained G after 300 iterations (its samples sat 0.07 from the initial G's, the raw G's 0.48).
+    With the default warm-up the EMA's samples are closer to the raw G's than to the initial G's."""
+    module = make_module("trainer.max_steps=300")
+    z = torch.randn(512, 2)
+    with torch.no_grad():
+        initial = module.G(z).clone()
+    run_steps(module, 300)
+
+    def distance(a, b):
+        return (a - b).norm(dim=1).mean().item()
+    with torch.no_grad():
+        raw, ema = module.G(z), module.ema_generator()(z)
+    assert distance(ema, initial) > distance(ema, raw)
+    assert distance(ema, initial) > 0.6 * distance(raw, initial)
+
+
+def test_ema_standing_statistics_are_the_mean_batch_statistics_of_its_own_samples():
+    """ema.bn_stats=standing: each batch-norm layer of the evaluated EMA G holds the plain mean of the
+    batch means over standing_batches batches (BigGAN's accumulate_standing_stats), computed here by
+    hand with hooks; the EMA's own averaged statistics are left as they were."""
+    module = make_module("norm_g=batch_norm", "ema.bn_stats=standing", "ema.standing_batches=3")
+    run_steps(module, 5)
+    averaged = {k: v.clone() for k, v in module.G_ema.module.state_dict().items()}
+    evaluated = module.ema_generator()
+    norms = [m for m in evaluated.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert norms
+    # the same latents, through a copy in train mode, collecting each BN layer's batch means
+    probe = copy.deepcopy(module.G_ema.module).train()
+    means: dict[int, list] = {}
+    for i, m in enumerate(m for m in probe.modules() if isinstance(m, nn.BatchNorm1d)):
+        m.register_forward_hook(lambda mod, inp, out, i=i: means.setdefault(i, []).append(inp[0].mean(0)))
+    draw = torch.Generator().manual_seed(module.cfg.seed)
+    with torch.no_grad():
+        for _ in range(3):
+            probe(sample_latent(module.cfg.data.batch_size, module.cfg.model.z_dim, "gaussian", generator=draw))
+    for i, m in enumerate(norms):
+        torch.testing.assert_close(m.running_mean, torch.stack(means[i]).mean(0), rtol=1e-4, atol=1e-5)
+    assert not evaluated.training
+    for k, v in module.G_ema.module.state_dict().items():
+        assert torch.equal(v, averaged[k]), k
 
 
 def test_grad_norms_equal_clip_grad_norm_figure():

@@ -64,7 +64,8 @@ class EMA(Trick):
     """Evaluate with the EMA of G's weights first (Yazici et al. 2019): sets ema.* and metrics.primary.
 
     The EMA copy is always kept and always evaluated next to the raw G; this trick makes it the
-    generator the report compares, with the decay and cadence from the notes."""
+    generator the report compares, with the decay and cadence from the notes. How the average is
+    taken (BigGAN's start, the warm-up decay, batch-norm statistics): GANModule.update_ema, ema.*."""
     name = "ema"
 
     @dataclass
