@@ -14,6 +14,33 @@ METRIC_DIRECTIONS = {"modes": 1, "hq": 1, "reverse_kl": -1, "fid": -1, "kid": -1
 FINAL_METRICS = ("modes", "hq", "reverse_kl", "kl")  # judged at the end of training, not at their best
 
 
+# data whose class labels are the modes the mode metrics count: a trick that reads them is told the answer
+LABELS_ARE_MODES = ("ring8", "grid25", "stacked_mnist")
+
+
+def uses_mode_labels(tricks: list[str], data: str | None) -> bool:
+    """Whether a run's tricks read the labels its metrics count (such a cell is set apart in reports)."""
+    from gan_ablate.tricks import TRICKS
+
+    return data in LABELS_ARE_MODES and any(TRICKS[t].reads_labels for t in tricks if t in TRICKS)
+
+
+def trick_revisions(tricks: list[str]) -> dict[str, int]:
+    """The revision of each trick's mechanism the run used (records before revisions existed: 1)."""
+    from gan_ablate.tricks import TRICKS
+
+    return {t: TRICKS[t].revision for t in tricks if t in TRICKS}
+
+
+def stale_tricks(record: dict) -> dict[str, str]:
+    """Trick -> what was fixed since, for each trick the record ran at an older revision of."""
+    from gan_ablate.tricks import TRICKS
+
+    ran = record.get("trick_revisions") or {}
+    return {t: TRICKS[t].revision_note for t in record.get("tricks") or []
+            if t in TRICKS and ran.get(t, 1) < TRICKS[t].revision}
+
+
 def run_name(tricks: list[str], seed: int) -> str:
     return f"{'+'.join(tricks) or 'baseline'}-s{seed}"
 

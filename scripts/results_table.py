@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_ablate.record import METRIC_DIRECTIONS, load_records  # noqa: E402
+from gan_ablate.config import ScheduleOutsideRun  # noqa: E402
+from gan_ablate.record import METRIC_DIRECTIONS, load_records, stale_tricks, uses_mode_labels  # noqa: E402
 from gan_ablate.sweep.aggregate import difference, summarise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,13 +53,38 @@ def primary_value(record: dict, metric: str) -> float | None:
     return 100 * float(value) if metric == "hq" else float(value)
 
 
-def cell_rows(records: list[dict]) -> list[list[str]]:
+def set_apart(runs: list[dict]) -> str | None:
+    """Why a cell's numbers are no finding (None: they are): its tricks read the labels the mode
+    metrics count, a trick's mechanism was fixed after the runs, or its schedule never acted."""
+    from omegaconf import OmegaConf
+
+    from gan_ablate.config import TrainConfig
+    from gan_ablate.run import check_config
+
+    first = runs[0]
+    if any(r.get("uses_mode_labels", uses_mode_labels(r.get("tricks") or [], r.get("data"))) for r in runs):
+        return "reads the class labels, which are the modes the metrics count"
+    stale = {t: why for r in runs for t, why in stale_tricks(r).items()}
+    if stale:
+        return "measured before a fix: " + "; ".join(f"`{t}` {why}" for t, why in sorted(stale.items()))
+    try:
+        check_config(OmegaConf.merge(OmegaConf.structured(TrainConfig), first.get("config") or {}))
+    except ScheduleOutsideRun as e:
+        return f"its schedule never acted in these runs (now refused: {e})"
+    except Exception:  # an older record's config the schema no longer takes: judged on its numbers
+        pass
+    return None
+
+
+def cell_rows(records: list[dict]) -> tuple[list[list[str]], list[list[str]]]:
+    """The rows of the comparison, and the rows set apart (their last column: why)."""
     by_cell: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: r.get("job_num") or 0):
         by_cell.setdefault(r.get("cell") or "baseline", []).append(r)
     baseline = by_cell.get("baseline", [])
-    rows = []
+    rows, apart = [], []
     for cell, runs in by_cell.items():
+        why = None if cell == "baseline" else set_apart(runs)
         ok = [r for r in runs if r.get("status") == "ok"]
         row = [f"`{cell}`", str(len(ok)) + ("" if len(ok) == len(runs) else f" of {len(runs)}")]
         verdicts = []
@@ -68,15 +94,17 @@ def cell_rows(records: list[dict]) -> list[list[str]]:
             places = DECIMALS[metric]
             row.append("–" if s.n == 0 else f"{s.mean:.{places}f} ± {s.se:.{places}f}" if s.n > 1
                        else f"{s.mean:.{places}f}")
-            if cell != "baseline":
+            if cell != "baseline" and not why:
                 ref = [v for v in (primary_value(r, metric) for r in baseline if r.get("status") == "ok") if v is not None]
                 d = difference(values, ref)
                 if not math.isnan(d.ci_low) and (d.ci_low > 0 or d.ci_high < 0):
                     better = (d.mean > 0) == (METRIC_DIRECTIONS[metric] > 0)
                     verdicts.append(f"{'better' if better else 'worse'} {metric} ({d.mean:+.{places}f})")
-        row.append(", ".join(verdicts))
-        rows.append(row)
-    return rows
+        if why:
+            apart.append(row + [why])
+        else:
+            rows.append(row + [", ".join(verdicts)])
+    return rows, apart
 
 
 def plot(records: list[dict], out: Path) -> None:
@@ -157,8 +185,12 @@ def render(records: list[dict], command: str) -> str:
         if not runs:
             continue
         total, *paper = PAPER[data]
+        rows, apart = cell_rows(runs)
         out += ["", f"## {data} (`experiment={preset}`, {total} modes)", "",
-                markdown_table(header, [["PacGAN paper, GAN, 400 epochs", "–", *paper, ""]] + cell_rows(runs))]
+                markdown_table(header, [["PacGAN paper, GAN, 400 epochs", "–", *paper, ""]] + rows)]
+        if apart:
+            out += ["", f"Set apart on {data}: no verdict, not comparable with the rows above.", "",
+                    markdown_table(header[:-1] + ["why set apart"], apart)]
     out += ["", "## On a GPU", "",
             "Not measured yet: no GPU was available where this table was made. `make bench` on a GPU machine",
             "prints GANModule vs the plain loop (mnist/DCGAN) and `python scripts/bench_metrics.py` the seconds",

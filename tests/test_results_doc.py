@@ -10,6 +10,8 @@ import sys
 
 from conftest import ROOT
 
+from gan_ablate.tricks import TRICKS as TRICKS_BY_NAME
+
 DOC = ROOT / "docs" / "results.md"
 TRICKS = {p.stem for p in (ROOT / "gan_ablate" / "conf" / "trick").glob("*.yaml")}
 
@@ -66,6 +68,8 @@ def test_table_means_standard_errors_and_verdicts_come_from_the_records(tmp_path
     records = [record("baseline", s, m, 0.5) for s, m in enumerate([4, 5, 6])]
     records += [record("+spectral_norm", s, m, 0.5) for s, m in enumerate([7, 8, 8])]
     records += [record("+ema", s, 5, h, primary="ema") for s, h in enumerate([0.1, 0.2, 0.3])]
+    for r in records[-3:]:
+        r.update(tricks=["ema"], trick_revisions={"ema": TRICKS_BY_NAME["ema"].revision})
     for i, r in enumerate(records):
         (tmp_path / str(i)).mkdir()
         (tmp_path / str(i) / "result.json").write_text(json.dumps(r))
@@ -79,6 +83,34 @@ def test_table_means_standard_errors_and_verdicts_come_from_the_records(tmp_path
     assert rows["`+spectral_norm`"][4].startswith("better modes (+2.67)")
     assert rows["`+ema`"][2] == "20.0 ± 5.8"  # the EMA generator's HQ, not the raw one's
     assert rows["`+ema`"][4] == "worse hq (-30.0)"
+
+
+def test_cells_that_read_the_mode_labels_ran_an_old_mechanism_or_never_acted_are_set_apart(tmp_path):
+    """Each such cell leaves the comparison (no verdict, however large its difference) for a table of
+    its own that says why; the cells beside them keep their verdicts."""
+    from gan_ablate.cli import compose_config
+    from omegaconf import OmegaConf
+
+    records = [record("baseline", s, m, 0.1) for s, m in enumerate([1, 2, 3])]
+    records += [dict(record("+conditional", s, 8, 0.9), tricks=["conditional"]) for s in range(3)]
+    records += [dict(record("+ema", s, 8, 0.9, primary="ema"), tricks=["ema"]) for s in range(3)]  # revision 1
+    # the old sweep's grid cell: the catalogue defaults, first swap after 500 of 500 iterations
+    swap = OmegaConf.to_container(compose_config(["experiment=pacgan_grid_short", "trick=[checkpoint_swap]"]),
+                                  resolve=True)
+    records += [dict(record("+checkpoint_swap", s, 8, 0.9), tricks=["checkpoint_swap"], config=swap) for s in range(3)]
+    records += [dict(record("+ttur", s, 8, 0.9), tricks=["ttur"]) for s in range(3)]
+    for i, r in enumerate(records):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "result.json").write_text(json.dumps(r))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    main, _, apart = out.stdout.partition("Set apart on ring8")
+    assert "`+ttur`" in main and "better modes" in main
+    assert not any(f"`{c}`" in main for c in ("+conditional", "+ema", "+checkpoint_swap"))
+    why = {line.split("|")[1].strip(): line.split("|")[-2] for line in apart.splitlines() if line.startswith("| `")}
+    assert "labels" in why["`+conditional`"] and "measured before a fix" in why["`+ema`"]
+    assert "never acted" in why["`+checkpoint_swap`"] and "better" not in apart
 
 
 def test_an_empty_folder_is_refused_with_the_way_out(tmp_path):

@@ -31,6 +31,13 @@ class Trick:
     name: ClassVar[str] = ""
     conflicts: ClassVar[tuple[str, ...]] = ()
     setup_order: ClassVar[int] = 0  # lower first: tricks that rebuild the nets go before wrappers
+    # True for tricks that read the data's class labels: on data whose labels are the modes a metric
+    # counts (ring8, grid25, stacked MNIST) such a cell is set apart in reports
+    reads_labels: ClassVar[bool] = False
+    # bumped when the mechanism changes, with what changed: records keep the revision they ran with,
+    # and reports set apart a cell measured before the latest fix
+    revision: ClassVar[int] = 1
+    revision_note: ClassVar[str] = ""
 
     @dataclass
     class Params:

@@ -105,6 +105,7 @@ class Conditional(Trick):
     """Class-conditional G and D (Mirza & Osindero 2014; ganhacks #13, #17): G reads a one-hot label
     with z; D reads the label as extra features/channels of real and fake samples alike."""
     name = "conditional"
+    reads_labels = True
     setup_order = -1  # rebuilds both nets: before anything wraps them
     conflicts = ("loss=ebgan", "loss=began", "vae_gan")
 
@@ -165,6 +166,9 @@ class ACGAN(Trick):
     terms instead of summing them). D's features go through its reference batch under virtual/reference
     batch norm, as its logits do."""
     name = "acgan"
+    reads_labels = True
+    revision = 2
+    revision_note = "before: D classified real samples only and G was unconditional, with no auxiliary term"
     setup_order = -1  # rebuilds G: before anything wraps it
     # conditional rebuilds G too; replay tricks mix older fakes, whose labels are gone, into D's batch;
     # multi_generator and vae_gan wrap G, whose labels AC-GAN reads

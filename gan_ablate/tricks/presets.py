@@ -67,6 +67,8 @@ class EMA(Trick):
     generator the report compares, with the decay and cadence from the notes. How the average is
     taken (BigGAN's start, the warm-up decay, batch-norm statistics): GANModule.update_ema, ema.*."""
     name = "ema"
+    revision = 2
+    revision_note = "before: a constant decay 0.999 from iteration 0, so the untrained G dominated short runs"
 
     @dataclass
     class Params:
