@@ -48,7 +48,7 @@ def cfg_factory():
 
 
 def image_folders(root: Path) -> tuple[Path, Path]:
-    """A folder of four 8x8 grey images, and one whose only image is not an image (a job that raises)."""
+    """A folder of four 8x8 grey images, and one whose only image is not an image (refused before training)."""
     import numpy as np
     from PIL import Image
 
@@ -59,3 +59,12 @@ def image_folders(root: Path) -> tuple[Path, Path]:
         Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(good / f"{i}.png")
     (bad / "broken.png").write_bytes(b"not a png at all")
     return good, bad
+
+
+def not_inception_weights(root: Path) -> Path:
+    """A file that passes for metrics.inception_weights (it exists) but is no checkpoint: a job given it with
+    metrics.extractor=inception trains, then raises (UnpicklingError) in its final evaluation. The suite's
+    way to make one job of a sweep fail after it started."""
+    path = root / "not_weights.pth"
+    path.write_bytes(b"not a checkpoint")
+    return path

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_cfg, run_train_py
+from conftest import image_folders, make_cfg, run_train_py
 from gan_ablate.config import ConfigError, DataConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import grid_modes, ring_modes
@@ -80,6 +80,21 @@ def test_image_folder_errors_name_data_root(tmp_path):
         load(name="image_folder", root=str(tmp_path))
 
 
+def test_image_folder_refuses_unreadable_files_naming_the_first_and_counting_them(tmp_path):
+    from PIL import Image
+    for name in ("a_good.png", "d_good.jpg"):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / name)
+    png = (tmp_path / "a_good.png").read_bytes()
+    (tmp_path / "b_garbage.png").write_bytes(b"not a png at all")
+    (tmp_path / "c_empty.jpg").write_bytes(b"")
+    (tmp_path / "e_truncated.png").write_bytes(png[: len(png) // 2])  # a valid header: fails only when decoded
+    with pytest.raises(ConfigError) as refused:
+        load(name="image_folder", root=str(tmp_path), image_size=8, channels=3)
+    message = str(refused.value)
+    assert message.startswith(f"data.root='{tmp_path}' holds 3 unreadable image file(s)")
+    assert f"the first: {tmp_path / 'b_garbage.png'};" in message and "\n" not in message
+
+
 def test_dataloader_yields_iteration_numbers_only():
     dm = load(name="ring8", n_points=100)
     assert [int(x) for x in dm.train_dataloader()] == list(range(10))
@@ -94,6 +109,19 @@ def test_cifar10_that_cannot_be_had_stops_before_training_naming_data_root(tmp_p
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"gan-ablate: config error: data.root='{not_a_folder}' holds no CIFAR-10")
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_image_folder_with_unreadable_files_stops_before_training_with_one_line(tmp_path):
+    _, bad = image_folders(tmp_path)
+    result = run_train_py("data=image_folder", f"data.root={bad}", "data.image_size=8", "data.channels=1",
+                          "logger=csv", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"gan-ablate: config error: data.root='{bad}' holds 1 unreadable image file(s) (empty, truncated or not "
+        f"an image), the first: {bad / 'broken.png'}; remove or replace them"]
+    # Hydra's own files only: no result.json, checkpoint or metrics log, nothing trained
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "train.log"]
 
 
 def test_cifar10_requires_a_root():

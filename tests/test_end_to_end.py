@@ -5,7 +5,7 @@ import math
 import time
 
 import pytest
-from conftest import ROOT, image_folders, make_cfg, run_train_py
+from conftest import ROOT, image_folders, make_cfg, not_inception_weights, run_train_py
 
 from gan_ablate.record import load_records
 from gan_ablate.run import train
@@ -91,17 +91,19 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
 def test_a_failing_or_refused_cell_does_not_stop_the_sweep(tmp_path):
     good, bad = image_folders(tmp_path)
     sweep = tmp_path / "sweep"
+    # the folder of unreadable images is refused before training; the broken weights fail a job that ran
     result = run_train_py("-m", "data=image_folder", f"data.root={good},{bad}", "data.image_size=8",
-                          "data.channels=1", "model.z_dim=8", "data.batch_size=4,-1",
+                          "data.channels=1", "model.z_dim=8", "data.batch_size=4", "metrics.extractor=none,inception",
+                          f"metrics.inception_weights={not_inception_weights(tmp_path)}",
                           "trainer.max_steps=3", *FAST, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1 and "1 job(s) failed" in result.stderr
     statuses = sorted(r["status"] for r in load_records(sweep))
     assert statuses == ["failed", "ok", "skipped", "skipped"]
     failed = next(r for r in load_records(sweep) if r["status"] == "failed")
-    assert "UnidentifiedImageError" in failed["error"]
+    assert "UnpicklingError" in failed["error"] and failed["config"]["data"]["root"] == str(good)
     assert "Traceback" in (sweep / str(failed["job_num"]) / "traceback.txt").read_text()
     skipped = [r for r in load_records(sweep) if r["status"] == "skipped"]
-    assert all("data.batch_size=-1" in r["reason"] for r in skipped)
+    assert all(f"the first: {bad / 'broken.png'}" in r["reason"] for r in skipped)
 
 
 def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):

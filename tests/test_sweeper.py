@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import image_folders, run_train_py
+from conftest import image_folders, not_inception_weights, run_train_py
 from gan_ablate.config import ConfigError
 from gan_ablate.record import load_records
 from gan_ablate.sweep.design import design_cells
@@ -101,22 +101,24 @@ def test_conflicting_cells_are_recorded_skipped_and_not_launched(tmp_path):
 
 @pytest.mark.slow
 def test_a_raising_cell_is_recorded_failed_the_others_land_and_the_exit_code_says_so(tmp_path):
-    good, bad = image_folders(tmp_path)
+    good, _ = image_folders(tmp_path)
     sweep = tmp_path / "sweep"
-    # the user's own sweep (data.root) times the design's cells
+    # the user's own sweep (metrics.extractor; inception's weights are broken: it raises) times the design's cells
     result = run_train_py("-m", "hydra/sweeper=ablation", "ablation.tricks=[instance_noise]", "ablation.seeds=1",
-                          "data=image_folder", f"data.root={good},{bad}", "data.image_size=8", "data.channels=1",
+                          "data=image_folder", f"data.root={good}", "data.image_size=8", "data.channels=1",
                           "model.z_dim=8", "data.batch_size=4", "model.g_channels=8", "model.d_channels=8",
+                          "metrics.extractor=none,inception",
+                          f"metrics.inception_weights={not_inception_weights(tmp_path)}",
                           "trainer.max_steps=3", *FAST, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1 and "2 job(s) failed" in result.stderr
     records = load_records(sweep)
     assert sorted(r["status"] for r in records) == ["failed", "failed", "ok", "ok"]
     for r in records:
         if r["status"] == "failed":
-            assert "UnidentifiedImageError" in r["error"] and f"data.root={bad}" in r["overrides"]
+            assert "UnpicklingError" in r["error"] and "metrics.extractor=inception" in r["overrides"]
             assert "Traceback" in (sweep / str(r["job_num"]) / "traceback.txt").read_text()
     report = run_report(sweep)
-    assert report.count("| failed | UnidentifiedImageError") == 2
+    assert report.count("| failed | UnpicklingError") == 2
 
 
 def test_sweeper_refuses_trick_and_seed_overrides_and_bad_designs(tmp_path):
@@ -135,11 +137,12 @@ def test_sweeper_refuses_trick_and_seed_overrides_and_bad_designs(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_other_processes_and_still_reports_failures(tmp_path):
-    good, bad = image_folders(tmp_path)
+    good, _ = image_folders(tmp_path)
     sweep = tmp_path / "sweep"
     result = run_train_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=image_folder",
-                          f"data.root={good},{bad}", "data.image_size=8", "data.channels=1", "model.z_dim=8",
+                          f"data.root={good}", "data.image_size=8", "data.channels=1", "model.z_dim=8",
                           "data.batch_size=4", "model.g_channels=8", "model.d_channels=8", "trainer.max_steps=3",
+                          "metrics.extractor=none,inception", f"metrics.inception_weights={not_inception_weights(tmp_path)}",
                           *FAST, f"hydra.sweep.dir={sweep}")
     # the failure happened in a joblib worker: the sweeper learns it from the job's returned status
     assert result.returncode == 1 and "1 job(s) failed" in result.stderr

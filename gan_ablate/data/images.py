@@ -72,7 +72,9 @@ class Cifar10DataModule(TensorDataModule):
 
 
 class ImageFolderDataModule(TensorDataModule):
-    """Every image under data.root (recursively), resized and center-cropped to data.image_size."""
+    """Every image under data.root (recursively), resized and center-cropped to data.image_size. Files
+    that cannot be read are all found here, while the data is prepared: a one-line refusal before
+    training that names the first and counts them, not a traceback from PIL."""
 
     def load(self):
         from PIL import Image
@@ -87,9 +89,17 @@ class ImageFolderDataModule(TensorDataModule):
                               f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         mode = "L" if self.cfg.channels == 1 else "RGB"
         size = self.cfg.image_size
-        tensors = []
+        tensors, unreadable = [], []
         for f in files:
-            with Image.open(f) as im:
-                im = TF.center_crop(TF.resize(im.convert(mode), size), [size, size])
-                tensors.append(TF.pil_to_tensor(im))
+            try:
+                with Image.open(f) as im:
+                    im = im.convert(mode)  # decodes the whole file: a truncated one is caught too
+            except OSError:  # empty, truncated, or not an image at all (PIL.UnidentifiedImageError)
+                unreadable.append(f)
+                continue
+            tensors.append(TF.pil_to_tensor(TF.center_crop(TF.resize(im, size), [size, size])))
+        if unreadable:
+            raise ConfigError(f"data.root={self.cfg.root!r} holds {len(unreadable)} unreadable image file(s) "
+                              f"(empty, truncated or not an image), the first: {unreadable[0]}; "
+                              "remove or replace them")
         return scale_pixels(torch.stack(tensors).numpy(), 255.0, self.cfg.scale), None
