@@ -333,10 +333,10 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                                "starting the run again resumes it")
         else:
             watch = module.failure_watch
-            diverged = watch is not None and watch.diverged
-            record.update(status="diverged" if diverged else "ok", metrics=evaluation.final,
+            divergence = module.divergence()  # diverged_at_iteration and reason, if it did
+            record.update(status="diverged" if divergence else "ok", metrics=evaluation.final,
                           history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
-                          failure_flags=[vars(e) for e in watch.events] if watch else [],
+                          failure_flags=[vars(e) for e in watch.events] if watch else [], **divergence,
                           wall_time_s=round(time.time() - start, 3))
             summarise_in_wandb(loggers, evaluation.final, record.data["status"])
             log.info("%s: %s", name, evaluation.final)
