@@ -214,6 +214,7 @@ class MonitorConfig:
     grad_norm_per_layer: bool = False
     # every iteration the losses and total gradient norms are checked for NaN/Inf on the device; the host
     # reads the result every check_every iterations (one sync), so a diverged run stops within that many.
+    # Costs the two total gradient norms every iteration (~3% of a ring8 iteration on a CPU).
     # 0: only the logged values are watched (failure_watch)
     check_every: int = 10
     failure_watch: FailureWatchConfig = field(default_factory=FailureWatchConfig)

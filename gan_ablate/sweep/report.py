@@ -77,7 +77,9 @@ def runs_without_results(records: list[dict]) -> Optional[Table]:
     rows = []
     for r in records:
         if r.get("status") != "ok":
-            reason = r.get("reason") or r.get("error") or r.get("note") or ""
+            # records written before diverged runs had a reason keep it in their non_finite flag
+            flagged = [f["detail"] for f in r.get("failure_flags", []) if f.get("flag") == "non_finite"]
+            reason = r.get("reason") or r.get("error") or r.get("note") or "".join(flagged[:1])
             if "diverged_at_iteration" in r:
                 reason += f" (first at iteration {r['diverged_at_iteration']}, stopped at {r.get('iterations', '?')})"
             where = Path(r["run_dir"]).name if "run_dir" in r else ""
