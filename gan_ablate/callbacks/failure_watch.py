@@ -119,10 +119,9 @@ class NonFiniteCheck:
         return (iteration + 1) % self.every == 0
 
     def read(self) -> Optional[tuple[int, str]]:
-        first_bad = self.first_bad.clone()
-        if world_size() > 1:
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
-        self._set(first_bad.tolist())
+        if world_size() > 1:  # in place: rank 0's checkpoint then holds what every rank saw
+            dist.all_reduce(self.first_bad, op=dist.ReduceOp.MIN)
+        self._set(self.first_bad.tolist())
         return self.found
 
     def _set(self, first_bad: list[int]) -> None:
