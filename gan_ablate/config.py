@@ -231,10 +231,16 @@ class FailureWatchConfig:
 class MonitorConfig:
     grad_norm_every: int = 50   # 0 turns gradient-norm logging off
     grad_norm_per_layer: bool = False
+    # every iteration the losses and total gradient norms are checked for NaN/Inf on the device; the host
+    # reads the result every check_every iterations (one sync), so a diverged run stops within that many.
+    # Costs the two total gradient norms every iteration (~3% of a ring8 iteration on a CPU).
+    # 0: only the logged values are watched (failure_watch)
+    check_every: int = 10
     failure_watch: FailureWatchConfig = field(default_factory=FailureWatchConfig)
 
     def __post_init__(self) -> None:
         _check_range("monitor.grad_norm_every", self.grad_norm_every, 0)
+        _check_range("monitor.check_every", self.check_every, 0)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gan_ablate.callbacks.failure_watch import FailureWatch
+from gan_ablate.callbacks.failure_watch import FailureWatch, NonFiniteCheck
 from gan_ablate.config import OptimizerConfig, TrainConfig
 from gan_ablate.data.base import LoaderBatches, TensorBatches
 from gan_ablate.distributed import average_buffers, average_gradients, mean_over_ranks, world_size
@@ -132,6 +132,8 @@ class GANModule(pl.LightningModule):
         self.latest_scalars: dict[str, float] = {}
         fw = cfg.monitor.failure_watch
         self.failure_watch = FailureWatch(fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) if fw.enabled else None
+        every = cfg.monitor.check_every
+        self.non_finite = NonFiniteCheck(every) if every else None
         self.real_data: torch.Tensor | None = None
         self.real_labels: torch.Tensor | None = None
 
@@ -184,26 +186,36 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         every = self.cfg.monitor.grad_norm_every
         measure = every > 0 and it % every == 0
-        logs: dict[str, torch.Tensor] | None = {} if measure else None
+        # the non-finite check needs the total norms every iteration (per layer only when logged)
+        norms: dict[str, torch.Tensor] | None = {} if measure or self.non_finite else None
+        per_layer = measure and self.cfg.monitor.grad_norm_per_layer
 
-        d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step, ctx, logs)
-        g_loss = self.updates(self.generator_step, opt_g, self.cfg.optim.g_steps, self.hooks.repeat_g_step, ctx, logs)
+        d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step,
+                              ctx, norms, per_layer)
+        g_loss = self.updates(self.generator_step, opt_g, self.cfg.optim.g_steps, self.hooks.repeat_g_step,
+                              ctx, norms, per_layer)
         average_buffers(self.G, self.D)
         self.update_ema(it)
         self.hooks.after_iteration(self, ctx)
         self.iteration = it + 1
 
+        losses = {"loss/d": d_loss.detach(), "loss/g": g_loss.detach()}
+        if self.non_finite is not None:
+            self.non_finite.update(it, {**norms, **losses})
+            if self.non_finite.due(it):
+                self.check_non_finite()
         if it % self.cfg.trainer.log_every_n_steps == 0:
-            self.log_scalars({**(logs or {}), "loss/d": d_loss.detach(), "loss/g": g_loss.detach()}, it)
+            self.log_scalars({**(norms if measure else {}), **losses}, it)
 
-    def updates(self, step, opt, scheduled: int, repeat, ctx: StepContext, logs: dict | None) -> torch.Tensor:
+    def updates(self, step, opt, scheduled: int, repeat, ctx: StepContext, norms: dict | None,
+                per_layer: bool) -> torch.Tensor:
         """`scheduled` updates of one net (gradient norms measured on the first), then more while a
         trick asks for them (loss balancing)."""
         for k in range(scheduled):
-            loss = step(opt, ctx, logs if k == 0 else None)
+            loss = step(opt, ctx, norms if k == 0 else None, per_layer)
         extra = 0
         while repeat(mean_over_ranks(loss), extra, ctx):
-            loss = step(opt, ctx, None)
+            loss = step(opt, ctx, None, False)
             extra += 1
         return loss
 
@@ -217,6 +229,28 @@ class GANModule(pl.LightningModule):
         self.latest_scalars = scalars
         if self.failure_watch is not None:
             self.report_failures(self.failure_watch.update(step, scalars))
+        self.stop_if_diverged()
+
+    def check_non_finite(self) -> None:
+        """Read the device-side check (one host sync): a NaN/Inf loss or gradient norm stops the run."""
+        found = self.non_finite.read()
+        if found is not None and self.failure_watch is not None:
+            self.report_failures(self.failure_watch.note_non_finite(*found))
+        self.stop_if_diverged()
+
+    def divergence(self) -> dict:
+        """Where and why the run diverged, for its record; empty if it did not. The device check sees
+        every iteration, so its iteration comes first; the failure watch only logged ones."""
+        if self.non_finite is not None and self.non_finite.found is not None:
+            iteration, reason = self.non_finite.found
+            return {"diverged_at_iteration": iteration, "reason": reason}
+        events = self.failure_watch.events if self.failure_watch else []
+        return next(({"diverged_at_iteration": e.iteration, "reason": e.detail}
+                     for e in events if e.flag == "non_finite"), {})
+
+    def stop_if_diverged(self) -> None:
+        if self.divergence() and self.cfg.monitor.failure_watch.stop_on_non_finite and self._trainer is not None:
+            self.trainer.should_stop = True
 
     def report_failures(self, events) -> None:
         for event in events:
@@ -226,10 +260,8 @@ class GANModule(pl.LightningModule):
                 experiment = getattr(logger, "experiment", None)
                 if hasattr(experiment, "alert") and getattr(getattr(experiment, "settings", None), "mode", "") == "online":
                     experiment.alert(title=f"gan-ablate: {event.flag}", text=f"iteration {event.iteration}: {event.detail}")
-        if self.failure_watch.diverged and self.cfg.monitor.failure_watch.stop_on_non_finite and self._trainer is not None:
-            self.trainer.should_stop = True
 
-    def discriminator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
+    def discriminator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
         real = self.real_batch()
         with torch.no_grad():
             fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.shape[0])), ctx)
@@ -238,8 +270,8 @@ class GANModule(pl.LightningModule):
         loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t) + self.hooks.d_penalty(self, real, fake, ctx)
         opt.zero_grad(set_to_none=True)
         self.backward_and_average(loss, self.D)
-        if logs is not None:
-            logs.update(grad_norms(self.D.named_parameters(), "d", self.cfg.monitor.grad_norm_per_layer))
+        if norms is not None:
+            norms.update(grad_norms(self.D.named_parameters(), "d", per_layer))
         self.hooks.before_d_step(self, ctx)
         opt.step()
         self.hooks.after_d_step(self, ctx)
@@ -251,7 +283,7 @@ class GANModule(pl.LightningModule):
         logits = self.D(torch.cat([real, fake]))
         return logits[: len(real)], logits[len(real):]
 
-    def generator_step(self, opt, ctx: StepContext, logs: dict | None) -> torch.Tensor:
+    def generator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
         fake = self.G(self.sample_z(self.cfg.data.batch_size))
         fake_logits = self.D(self.hooks.d_input(fake, ctx))
         real_logits = self.D(self.hooks.d_input(self.real_batch(), ctx)) if self.loss.g_uses_real else None
@@ -259,8 +291,8 @@ class GANModule(pl.LightningModule):
         loss = loss + self.hooks.g_penalty(self, fake, ctx)
         opt.zero_grad(set_to_none=True)
         self.backward_and_average(loss, self.G)
-        if logs is not None:
-            logs.update(grad_norms(self.G.named_parameters(), "g", self.cfg.monitor.grad_norm_per_layer))
+        if norms is not None:
+            norms.update(grad_norms(self.G.named_parameters(), "g", per_layer))
         self.hooks.before_g_step(self, ctx)
         opt.step()
         self.hooks.after_g_step(self, ctx)
@@ -285,10 +317,15 @@ class GANModule(pl.LightningModule):
         elif (it - ema.start) % ema.every == 0:
             self.G_ema.update_parameters(self.G)
 
+    def on_train_end(self) -> None:
+        if self.non_finite is not None:  # what the iterations since the last read saw
+            self.check_non_finite()
+
     # -- checkpoint state that is not in the nets --------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict(),
-                                    "failure_watch": self.failure_watch.state_dict() if self.failure_watch else None}
+                                    "failure_watch": self.failure_watch.state_dict() if self.failure_watch else None,
+                                    "non_finite": self.non_finite.state_dict() if self.non_finite else None}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("gan_ablate", {})
@@ -296,3 +333,5 @@ class GANModule(pl.LightningModule):
         self.hooks.load_state_dict(state.get("tricks", {}))
         if self.failure_watch is not None and state.get("failure_watch"):
             self.failure_watch.load_state_dict(state["failure_watch"])
+        if self.non_finite is not None and state.get("non_finite"):
+            self.non_finite.load_state_dict(state["non_finite"])

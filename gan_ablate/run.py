@@ -255,6 +255,30 @@ def skip_gpu_probes() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
+# how often a running attempt rewrites its time into result.json
+HEARTBEAT_S = 10.0
+
+
+class AttemptClock(pl.Callback):
+    """The wall time of a run over all its attempts (each start in its folder): `attempt_wall_times_s`
+    lists them, `wall_time_s` is their sum. A running attempt rewrites its time into the record every
+    HEARTBEAT_S seconds, so one killed without warning (SIGKILL, a lost node) still counts, up to its
+    last beat."""
+
+    def __init__(self, record: RunRecord, earlier: list[float]):
+        self.record, self.earlier = record, list(earlier)
+        self.start = self.beat = time.time()
+
+    def times(self) -> dict:
+        attempts = [*self.earlier, round(time.time() - self.start, 3)]
+        return {"attempt_wall_times_s": attempts, "wall_time_s": round(sum(attempts), 3)}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if time.time() - self.beat >= HEARTBEAT_S:
+            self.beat = time.time()
+            self.record.update(**self.times())
+
+
 def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
           callbacks: Optional[list[pl.Callback]] = None) -> RunRecord:
     """Train one run and write its result.json. Config errors raise ConfigError before anything
@@ -286,8 +310,9 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
     record.writable = main_rank
     if resume:
         record.data["resumed_from_iteration"] = checkpoint["gan_ablate"]["iteration"]
+    clock = AttemptClock(record, (previous or {}).get("attempt_wall_times_s", []))
+    record.data.update(clock.times())
     record.write()
-    start = time.time()
     loggers = []
     try:
         dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
@@ -310,7 +335,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             strategy=build_strategy(t, run_dir), precision=t.precision,
             logger=loggers or False, log_every_n_steps=1, enable_model_summary=False,
             enable_progress_bar=t.enable_progress_bar and main_rank,
-            callbacks=[evaluation, KeepLogsInStep(), on_signal, saver, *(callbacks or [])]
+            callbacks=[evaluation, KeepLogsInStep(), on_signal, saver, clock, *(callbacks or [])]
             + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar and main_rank else []),
             default_root_dir=str(run_dir), num_sanity_val_steps=0,
             use_distributed_sampler=False,  # the "batches" are iteration numbers: every rank runs all of them
@@ -328,16 +353,16 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
         if not main_rank:
             return record
         if on_signal.received is not None:
-            record.update(interrupted_at_iteration=module.iteration, wall_time_s=round(time.time() - start, 3),
+            record.update(interrupted_at_iteration=module.iteration, **clock.times(),
                           note=f"stopped by {signal.Signals(on_signal.received).name} with a checkpoint; "
                                "starting the run again resumes it")
         else:
             watch = module.failure_watch
-            diverged = watch is not None and watch.diverged
-            record.update(status="diverged" if diverged else "ok", metrics=evaluation.final,
+            divergence = module.divergence()  # diverged_at_iteration and reason, if it did
+            record.update(status="diverged" if divergence else "ok", metrics=evaluation.final,
                           history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
-                          failure_flags=[vars(e) for e in watch.events] if watch else [],
-                          wall_time_s=round(time.time() - start, 3))
+                          failure_flags=[vars(e) for e in watch.events] if watch else [], **divergence,
+                          **clock.times())
             summarise_in_wandb(loggers, evaluation.final, record.data["status"])
             log.info("%s: %s", name, evaluation.final)
     except ConfigError:
@@ -345,7 +370,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             record.path.unlink(missing_ok=True)  # refused, not run: the caller reports it
         raise
     except BaseException as e:
-        record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_time_s=round(time.time() - start, 3))
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", **clock.times())
         if main_rank:
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
         raise

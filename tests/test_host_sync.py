@@ -3,7 +3,8 @@
 On the CPU a sync cannot be observed, so the test counts what would cause one: every Python-level
 conversion of a tensor to a number (item, tolist, bool, float, int, numpy) made by gan_ablate's code
 (torch's own, such as Adam reading its step counter, which PyTorch keeps on the host, are not ours to
-count). On a log step the step copies all its scalars to the host once, together."""
+count). On a log step the step copies all its scalars to the host once, together, and every
+monitor.check_every iterations it reads its non-finite check once."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from conftest import make_module
+from gan_ablate.callbacks.failure_watch import NonFiniteCheck
 from gan_ablate.tricks import TRICKS
 from helpers import attach_optimizers
 
@@ -55,6 +57,30 @@ def test_no_host_conversion_between_log_steps(trick, monkeypatch):
     counts = syncs_per_iteration(module, monkeypatch, 8)
     assert counts[1:4] == [0, 0, 0] and counts[5:8] == [0, 0, 0], counts
     assert counts[0] == counts[4] == 1  # the log step: one copy of every scalar (losses, grad norms)
+
+
+@pytest.mark.parametrize("check_every", [1, 5, 0])
+def test_the_non_finite_check_reads_the_device_once_every_check_every_iterations(check_every, monkeypatch):
+    module = make_module("trainer.log_every_n_steps=1000", "monitor.grad_norm_every=0",
+                         f"monitor.check_every={check_every}")
+    counts = syncs_per_iteration(module, monkeypatch, 15)
+    reads = [int(check_every > 0 and (it + 1) % check_every == 0) for it in range(15)]
+    assert counts == [reads[0] + 1] + reads[1:], counts  # + iteration 0's log step
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_non_finite_check_does_not_synchronise_a_gpu():
+    """On a GPU, an iteration of the check launches kernels and waits for none (torch raises if it would)."""
+    check = NonFiniteCheck(every=10)
+    values = {name: torch.tensor(float(i), device="cuda") for i, name in enumerate(NonFiniteCheck.NAMES)}
+    check.update(0, values)  # the first update moves the check to the GPU (once)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for it in range(1, 5):
+            check.update(it, {**values, "loss/g": values["loss/g"] / 0})
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert check.read() == (1, "loss/g not finite")
 
 
 def test_adam_steps_stop_probing_for_gpus_on_a_machine_without_one(monkeypatch):

@@ -71,6 +71,10 @@ def test_report_tables_differences_failures_and_plots(tmp_path):
             "loss/d,loss/g,step\n" + "".join(f"{1 / (i + 1)},{i / 10},{i}\n" for i in range(30)))
     _write(tmp_path, "x", name="label_smoothing-s0", tricks=["label_smoothing"], seed=0, status="failed",
            error="RuntimeError: boom", metrics={})
+    _write(tmp_path, "d", name="spectral_norm-s4", tricks=["spectral_norm"], seed=4, status="diverged",
+           reason="loss/d not finite", diverged_at_iteration=3, iterations=10, metrics={"raw": {"modes": 0}})
+    _write(tmp_path, "o", name="spectral_norm-s5", tricks=["spectral_norm"], seed=5, status="diverged", metrics={},
+           failure_flags=[{"iteration": 50, "flag": "non_finite", "detail": "grad_norm/d not finite"}])
     _write(tmp_path, "r", name="spectral_norm-s3", tricks=["spectral_norm"], seed=3, status="running", metrics={})
     cells = group_cells(load_records(tmp_path))
     assert list(cells) == ["baseline", "spectral_norm", "label_smoothing"]
@@ -84,6 +88,8 @@ def test_report_tables_differences_failures_and_plots(tmp_path):
     assert "| spectral_norm | 3 | 2 | 0 | [2, 2] | -6 [-8.48, -3.52] worse |" in out  # EMA modes fell: CI < 0
     assert "| label_smoothing-s0 | 0 | failed | RuntimeError: boom | x |" in out
     assert "| spectral_norm-s3 | 3 | running |" in out
+    assert "| spectral_norm-s4 | 4 | diverged | loss/d not finite (first at iteration 3, stopped at 10) | d |" in out
+    assert "| spectral_norm-s5 | 5 | diverged | grad_norm/d not finite | o |" in out  # a record from before
     md = (tmp_path / "report.md").read_text()
     html = (tmp_path / "report.html").read_text()
     for image in ("metric_modes.png", "curves_losses.png", "curves_evaluation.png"):

@@ -77,14 +77,19 @@ def runs_without_results(records: list[dict]) -> Optional[Table]:
     rows = []
     for r in records:
         if r.get("status") != "ok":
-            reason = r.get("reason") or r.get("error") or r.get("note") or ""
+            # records written before diverged runs had a reason keep it in their non_finite flag
+            flagged = [f["detail"] for f in r.get("failure_flags", []) if f.get("flag") == "non_finite"]
+            reason = r.get("reason") or r.get("error") or r.get("note") or "".join(flagged[:1])
+            if "diverged_at_iteration" in r:
+                reason += f" (first at iteration {r['diverged_at_iteration']}, stopped at {r.get('iterations', '?')})"
             where = Path(r["run_dir"]).name if "run_dir" in r else ""
             rows.append([r.get("cell") or r.get("name", ""), str(r.get("seed", "")), r.get("status", "?"),
                          reason, where])
     if not rows:
         return None
     return Table("Runs without results", ["cell", "seed", "status", "reason", "folder"], rows,
-                 "running: not finished yet (or stopped: start the sweep again to resume it)")
+                 "running: not finished yet (or stopped: start the sweep again to resume it); diverged: a loss "
+                 "or gradient norm became NaN or Inf, and the run stopped soon after")
 
 
 def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool = True) -> Report:
