@@ -23,8 +23,8 @@ from gan_ablate.wandb_offline import find_run_files, read_history, read_records,
 
 # W&B on (logger=wandb, offline in the suite); every iteration logged, so a lost or doubled row shows
 RUN = [a for a in TINY if a != "logger=csv"] + [
-    "logger=wandb", "trainer.max_steps=400", "checkpoint.every=50", "metrics.every=100", "trainer.log_every_n_steps=1"]
-EVALUATED = [100, 200, 300, 400]
+    "logger=wandb", "trainer.max_steps=300", "checkpoint.every=50", "metrics.every=100", "trainer.log_every_n_steps=1"]
+EVALUATED = [100, 200, 300]
 
 
 def wandb_values(run_dir: Path) -> dict[tuple[int, str], list]:
@@ -52,7 +52,7 @@ def csv_values(run_dir: Path) -> dict[tuple[int, str], float]:
 
 def assert_wandb_holds_the_csv_once(run_dir: Path) -> None:
     logged, expected = wandb_values(run_dir), csv_values(run_dir)
-    assert len(expected) > 2 * 400  # both losses at every iteration, gradient norms, evaluations
+    assert len(expected) > 2 * 300  # both losses at every iteration, gradient norms, evaluations
     missing = sorted(entry for entry in expected if entry not in logged)
     assert not missing, f"{len(missing)} CSV values not in W&B, e.g. {missing[:5]}"
     doubled = sorted(entry for entry, values in logged.items() if len(values) > 1)
@@ -126,7 +126,8 @@ def uninterrupted(tmp_path_factory) -> dict:
 def test_a_run_killed_and_resumed_is_one_wandb_run_holding_every_csv_row_once(tmp_path, uninterrupted):
     run_dir = tmp_path / "killed"
     proc = start(run_dir)
-    wait_for_checkpoint(proc, run_dir, 250)  # past two evaluations, whose rows and grids W&B may lose
+    # at the checkpoint just after an evaluation: W&B lags some iterations, and loses that evaluation's rows and grid
+    wait_for_checkpoint(proc, run_dir, 200)
     proc.send_signal(signal.SIGKILL)  # the rows logged since are in W&B's files or not: either way once
     proc.wait()
 
@@ -140,12 +141,12 @@ def test_a_run_killed_and_resumed_is_one_wandb_run_holding_every_csv_row_once(tm
 def test_a_signal_stop_evaluates_nothing_the_finished_run_would_not(tmp_path, uninterrupted):
     run_dir = tmp_path / "stopped"
     proc = start(run_dir)
-    wait_for_checkpoint(proc, run_dir, 150)
+    wait_for_checkpoint(proc, run_dir, 120)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
     stopped = json.loads((run_dir / "result.json").read_text())["interrupted_at_iteration"]
-    assert stopped < 400
+    assert stopped < 300
     # no grid, no evaluation at the stop: only the scheduled ones so far
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
         f"samples_{it:07d}.png" for it in EVALUATED if it <= stopped]
