@@ -18,7 +18,7 @@ from conftest import ROOT, TINY, run_train_py
 from test_resume import wait_for_checkpoint
 from gan_ablate.loggers import RunWandbLogger
 from gan_ablate.record import FINAL_METRICS
-from gan_ablate.run import summarise_in_wandb
+from gan_ablate.run import summarise_in_wandb, wandb_run_id
 from gan_ablate.wandb_offline import find_run_files, read_history, read_records, read_summary
 
 # W&B on (logger=wandb, offline in the suite); every iteration logged, so a lost or doubled row shows
@@ -171,3 +171,11 @@ def test_summaries_aggregate_the_whole_history_not_only_the_latest_start(tmp_pat
     assert experiment.summary == {"status": "ok", "eval/raw/fid": {"min": 1.0}, "eval/raw/is": {"max": 2.5},
                                   "eval/raw/modes": {"last": 6}, "final/raw/fid": 2.0, "final/raw/is": 2.5,
                                   "final/raw/modes": 6}
+
+
+def test_a_run_started_over_is_a_new_wandb_run_and_a_resumed_one_the_same(tmp_path):
+    # a new run would otherwise meet the old one's rows in its W&B files, and RunWandbLogger logs none of those
+    first = wandb_run_id(tmp_path)
+    assert wandb_run_id(tmp_path, resume=True) == first
+    started_over = wandb_run_id(tmp_path, resume=False)
+    assert started_over != first and wandb_run_id(tmp_path, resume=True) == started_over
