@@ -102,7 +102,8 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
         tricks = list(settings.trick)
         # group = the sweep; the cell and seed in the config, so W&B's grouped tables split by them
         wandb_logger = RunWandbLogger(
-            run_dir, wandb_run_id(run_dir, settings.checkpoint.resume), project=settings.logger.project, entity=settings.logger.entity, name=name,
+            run_dir, wandb_run_id(run_dir, settings.checkpoint.resume),
+            project=settings.logger.project, entity=settings.logger.entity, name=name,
             group=sweep.group, tags=(tricks or ["baseline"]) + ([f"design:{sweep.design}"] if sweep.design else []),
             mode=wandb_mode(settings.logger.mode), reinit=True,
             config={**resolved, "cell": sweep.cell or name.rsplit("-s", 1)[0], "design": sweep.design,
@@ -116,7 +117,7 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
     return loggers
 
 
-def wandb_run_id(run_dir: Path, resume: bool = True) -> str:
+def wandb_run_id(run_dir: Path, resume: bool) -> str:
     """One W&B run per run folder: a resumed run (after SIGKILL or a SLURM requeue) continues it. One
     started over (checkpoint.resume=false) is a new W&B run: the old one's rows are another training's."""
     path = Path(run_dir) / "wandb_run_id"

@@ -175,7 +175,7 @@ def test_summaries_aggregate_the_whole_history_not_only_the_latest_start(tmp_pat
 
 def test_a_run_started_over_is_a_new_wandb_run_and_a_resumed_one_the_same(tmp_path):
     # a new run would otherwise meet the old one's rows in its W&B files, and RunWandbLogger logs none of those
-    first = wandb_run_id(tmp_path)
+    first = wandb_run_id(tmp_path, resume=True)
     assert wandb_run_id(tmp_path, resume=True) == first
     started_over = wandb_run_id(tmp_path, resume=False)
     assert started_over != first and wandb_run_id(tmp_path, resume=True) == started_over
