@@ -30,6 +30,7 @@ from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
 from gan_ablate.distributed import RunFolderDDPStrategy
+from gan_ablate.loggers import RunWandbLogger
 from gan_ablate.metrics.modes import ModeEvaluator
 from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
@@ -100,13 +101,14 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
         os.environ.setdefault("WANDB_SILENT", "true")
         tricks = list(settings.trick)
         # group = the sweep; the cell and seed in the config, so W&B's grouped tables split by them
-        wandb_logger = pl.loggers.WandbLogger(
+        wandb_logger = RunWandbLogger(
+            run_dir, wandb_run_id(run_dir, settings.checkpoint.resume),
             project=settings.logger.project, entity=settings.logger.entity, name=name,
             group=sweep.group, tags=(tricks or ["baseline"]) + ([f"design:{sweep.design}"] if sweep.design else []),
-            save_dir=str(run_dir), mode=wandb_mode(settings.logger.mode), reinit=True,
+            mode=wandb_mode(settings.logger.mode), reinit=True,
             config={**resolved, "cell": sweep.cell or name.rsplit("-s", 1)[0], "design": sweep.design,
                     "sweep": sweep.group},
-            id=wandb_run_id(run_dir), resume="allow",
+            resume="allow",
         )
         # Lightning always passes `anonymous`, which current wandb warns about on every run
         wandb_logger._wandb_init.pop("anonymous", None)
@@ -115,20 +117,25 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
     return loggers
 
 
-def wandb_run_id(run_dir: Path) -> str:
-    """One W&B run per run folder: a resumed run (after SIGKILL or a SLURM requeue) continues it."""
+def wandb_run_id(run_dir: Path, resume: bool) -> str:
+    """One W&B run per run folder: a resumed run (after SIGKILL or a SLURM requeue) continues it. One
+    started over (checkpoint.resume=false) is a new W&B run: the old one's rows are another training's."""
     path = Path(run_dir) / "wandb_run_id"
-    if not path.exists():
+    if not resume or not path.exists():
         path.write_text(secrets.token_hex(6))  # W&B ids: lower-case letters and digits
     return path.read_text().strip()
 
 
+def summary_rule(metric: str) -> str:
+    """What a run's row in W&B's tables shows of an evaluation metric: the best FID/KID/IS, the final mode metrics."""
+    return "last" if metric in FINAL_METRICS else ("min" if METRIC_DIRECTIONS[metric] < 0 else "max")
+
+
 def define_summaries(experiment) -> None:
-    """What a run's row in W&B's tables shows: the best FID/KID/IS and the final mode metrics."""
+    """W&B keeps each evaluation metric's summary_rule aggregate (of the rows since the run's latest start)."""
     for net in ("raw", "ema"):
         for metric in METRIC_DIRECTIONS:
-            summary = "last" if metric in FINAL_METRICS else ("min" if METRIC_DIRECTIONS[metric] < 0 else "max")
-            experiment.define_metric(f"eval/{net}/{metric}", summary=summary)
+            experiment.define_metric(f"eval/{net}/{metric}", summary=summary_rule(metric))
 
 
 def evaluation_latent(settings: TrainConfig, dm) -> torch.Tensor:
@@ -327,6 +334,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
         for logger in loggers:  # a new CSV logger empties the file: put back the rows the checkpoint saw
             if isinstance(logger, pl.loggers.CSVLogger):
                 logger.experiment.metrics.extend(kept_rows)
+            elif isinstance(logger, RunWandbLogger):  # those W&B lost when the run was killed
+                logger.replay(kept_rows)
         saver = IterationCheckpoint(last_ckpt.parent, settings.checkpoint.every)
         on_signal = CheckpointOnSignal(saver)
         t = settings.trainer
@@ -363,7 +372,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                           history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
                           failure_flags=[vars(e) for e in watch.events] if watch else [], **divergence,
                           **clock.times())
-            summarise_in_wandb(loggers, evaluation.final, record.data["status"])
+            summarise_in_wandb(loggers, record.data)
             log.info("%s: %s", name, evaluation.final)
     except ConfigError:
         if not previous and main_rank:
@@ -395,14 +404,24 @@ def restore_final_state(checkpoint: dict, module: GANModule, evaluation: Evaluat
     evaluation.final = {k: v for k, v in evaluation.history[-1].items() if k != "iteration"}
 
 
-def summarise_in_wandb(loggers: list[Any], final: dict, status: str) -> None:
-    """final/<G>/<metric> and the status in each W&B run's summary: one column each in W&B's tables."""
+def summarise_in_wandb(loggers: list[Any], record: dict) -> None:
+    """The status, final/<G>/<metric> and eval/<G>/<metric> (its summary_rule over the whole history) in
+    each W&B run's summary: one column each in W&B's tables. W&B's own aggregate covers only the rows
+    logged since the run's latest start, and a resumed run's earlier evaluations are in earlier files."""
+    aggregate = {"min": min, "max": max, "last": lambda values: values[-1]}
     for logger in loggers:
         if isinstance(logger, pl.loggers.WandbLogger):
-            logger.experiment.summary["status"] = status
-            for net, values in final.items():
+            summary = logger.experiment.summary
+            summary["status"] = record["status"]
+            for key in ("reason", "diverged_at_iteration"):  # a diverged run says why and where
+                if key in record:
+                    summary[key] = record[key]
+            for net, values in record["metrics"].items():
                 for metric, value in values.items():
-                    logger.experiment.summary[f"final/{net}/{metric}"] = value
+                    summary[f"final/{net}/{metric}"] = value
+                    rule = summary_rule(metric)
+                    history = [h[net][metric] for h in record["history"] if metric in h.get(net, {})]
+                    summary[f"eval/{net}/{metric}"] = {rule: aggregate[rule](history)}
 
 
 def _finish_wandb(loggers: list[Any]) -> None:

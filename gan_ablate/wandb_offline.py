@@ -3,6 +3,8 @@
 The file is a 7-byte header (':W&B', magic 0xBEE1, version) followed by LevelDB-log framed records
 (32 KiB blocks; each chunk has a 7-byte header: crc32c, little-endian length, type FULL/FIRST/
 MIDDLE/LAST) whose payloads are `wandb_internal_pb2.Record` protobuf messages.
+
+A run started again in its folder (resumed after a kill) has one run file per start, all with its id.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def read_payloads(path: Path) -> Iterator[bytes]:
             pos += left_in_block
             continue
         pos += CHUNK_HEADER.size
+        if pos + length > len(data):  # the last record of a process killed while W&B wrote it
+            return
         chunk = data[pos:pos + length]
         pos += length
         if kind == FULL:
@@ -58,14 +62,18 @@ def read_records(path: Path):
 
 
 def read_history(path: Path) -> list[dict]:
-    """The logged rows (wandb.log calls), each a dict of key -> decoded value."""
+    """The logged rows (wandb.log calls), each a dict of key -> decoded value; a logged image's fields
+    (W&B stores them under nested keys) are one dict under the key it was logged with."""
     rows = []
     for record in read_records(path):
         if record.WhichOneof("record_type") == "history":
             row = {}
             for item in record.history.item:
-                key = item.key or "/".join(item.nested_key)
-                row[key] = json.loads(item.value_json)
+                *parents, key = [item.key] if item.key else item.nested_key
+                inner = row
+                for parent in parents:
+                    inner = inner.setdefault(parent, {})
+                inner[key] = json.loads(item.value_json)
             rows.append(row)
     return rows
 
@@ -93,8 +101,16 @@ def read_metric_definitions(path: Path) -> dict[str, str]:
     return definitions
 
 
+def find_run_files(run_dir: Path, run_id: str = "*") -> list[Path]:
+    """The run files under <run_dir>/wandb (those of `run_id` if given), oldest first: a folder is named
+    [offline-]run-<start time>-<id>, and online and offline starts sort together by their start time."""
+    files = Path(run_dir).glob(f"wandb/*run-*/run-{run_id}.wandb")
+    return sorted(files, key=lambda path: path.parent.name.split("run-", 1)[1])
+
+
 def find_run_file(run_dir: Path) -> Path:
-    files = sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb"))
+    """The newest run file: the last start's."""
+    files = find_run_files(run_dir)
     if not files:
         raise FileNotFoundError(f"no W&B run file under {run_dir}/wandb")
     return files[-1]

@@ -73,7 +73,7 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
     assert history, debug.read_text()[-3000:] if debug.exists() else "no wandb debug log"
     with open(tmp_path / "csv" / "metrics.csv") as f:
         csv_rows = [row for row in csv.DictReader(f) if row.get("loss/d")]
-    assert [row["trainer/global_step"] for row in history] == [0, 10, 20]
+    assert [row["iteration"] for row in history] == [0, 10, 20]
     assert len(csv_rows) == 3
     for row, csv_row in zip(history, csv_rows):
         for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g"):

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from gan_ablate.callbacks.checkpoint import CheckpointOnSignal
 from gan_ablate.distributed import gather_shards, shard
 from gan_ablate.interpolation import interpolation_grid
 
@@ -33,6 +34,10 @@ class LatentOnly:
 
     def __init__(self, z: torch.Tensor):
         self.z = z
+
+
+def stopped_by_signal(trainer) -> bool:
+    return any(isinstance(c, CheckpointOnSignal) and c.received is not None for c in trainer.callbacks)
 
 
 class EvaluationCallback(pl.Callback):
@@ -70,22 +75,37 @@ class EvaluationCallback(pl.Callback):
             return result
         self.history.append({"iteration": it, **result})
         flat = {f"eval/{net}/{k}": float(v) for net, r in result.items() for k, v in r.items()}
-        if pl_module.logger is not None:
-            pl_module.logger.log_metrics(flat, step=it)
+        for logger in pl_module.loggers:
+            logger.log_metrics(flat, step=it)
         if self.plot is not None and self.sample_dir is not None:
             self.sample_dir.mkdir(parents=True, exist_ok=True)
-            path = self.sample_dir / f"samples_{it:07d}.png"
-            self.plot({k: v.cpu() for k, v in samples.items()}, path, title=f"iteration {it}")
-            for logger in pl_module.loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image("samples", [str(path)], step=it)
+            self.plot({k: v.cpu() for k, v in samples.items()}, self.grid(it), title=f"iteration {it}")
+            self.log_grid(pl_module, it)
         return result
+
+    def grid(self, iteration: int) -> Path:
+        return self.sample_dir / f"samples_{iteration:07d}.png"
+
+    def log_grid(self, pl_module, iteration: int) -> None:
+        for logger in pl_module.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image("samples", [str(self.grid(iteration))], step=iteration)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # a resumed run's earlier grids again: W&B loses those it had not written when a run is killed
+        # (gan_ablate/loggers.py logs none it holds already)
+        if self.sample_dir is not None:
+            for entry in self.history:
+                if self.grid(entry["iteration"]).exists():
+                    self.log_grid(pl_module, entry["iteration"])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every and pl_module.iteration % self.every == 0:
             self.evaluate(pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        if stopped_by_signal(trainer):  # the run goes on after a restart: its final evaluation comes then
+            return
         if self._last_iteration != pl_module.iteration:
             self.evaluate(pl_module)
         if pl_module.global_rank != 0:
