@@ -22,9 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_ablate.config import ScheduleOutsideRun  # noqa: E402
-from gan_ablate.record import METRIC_DIRECTIONS, load_records, stale_tricks, uses_mode_labels  # noqa: E402
-from gan_ablate.sweep.aggregate import difference, summarise  # noqa: E402
+from gan_ablate.record import METRIC_DIRECTIONS, load_records  # noqa: E402
+from gan_ablate.sweep.aggregate import difference, set_apart_reason, summarise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("modes", "hq", "reverse_kl")
@@ -53,29 +52,6 @@ def primary_value(record: dict, metric: str) -> float | None:
     return 100 * float(value) if metric == "hq" else float(value)
 
 
-def set_apart(runs: list[dict]) -> str | None:
-    """Why a cell's numbers are no finding (None: they are): its tricks read the labels the mode
-    metrics count, a trick's mechanism was fixed after the runs, or its schedule never acted."""
-    from omegaconf import OmegaConf
-
-    from gan_ablate.config import TrainConfig
-    from gan_ablate.run import check_config
-
-    first = runs[0]
-    if any(r.get("uses_mode_labels", uses_mode_labels(r.get("tricks") or [], r.get("data"))) for r in runs):
-        return "reads the class labels, which are the modes the metrics count"
-    stale = {t: why for r in runs for t, why in stale_tricks(r).items()}
-    if stale:
-        return "measured before a fix: " + "; ".join(f"`{t}` {why}" for t, why in sorted(stale.items()))
-    try:
-        check_config(OmegaConf.merge(OmegaConf.structured(TrainConfig), first.get("config") or {}))
-    except ScheduleOutsideRun as e:
-        return f"its schedule never acted in these runs (now refused: {e})"
-    except Exception:  # an older record's config the schema no longer takes: judged on its numbers
-        pass
-    return None
-
-
 def cell_rows(records: list[dict]) -> tuple[list[list[str]], list[list[str]]]:
     """The rows of the comparison, and the rows set apart (their last column: why)."""
     by_cell: dict[str, list[dict]] = {}
@@ -84,7 +60,7 @@ def cell_rows(records: list[dict]) -> tuple[list[list[str]], list[list[str]]]:
     baseline = by_cell.get("baseline", [])
     rows, apart = [], []
     for cell, runs in by_cell.items():
-        why = None if cell == "baseline" else set_apart(runs)
+        why = None if cell == "baseline" else set_apart_reason(runs)
         ok = [r for r in runs if r.get("status") == "ok"]
         row = [f"`{cell}`", str(len(ok)) + ("" if len(ok) == len(runs) else f" of {len(runs)}")]
         verdicts = []

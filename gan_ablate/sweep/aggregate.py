@@ -66,9 +66,39 @@ class Cell:
     def ok(self) -> list[dict]:
         return [r for r in self.records if r.get("status") == "ok"]
 
+    def set_apart(self) -> Optional[str]:
+        return set_apart_reason(self.records)
+
     def values(self, net: str, metric: str) -> list[float]:
         return [float(r["metrics"][net][metric]) for r in self.ok()
                 if metric in r.get("metrics", {}).get(net, {})]
+
+
+def set_apart_reason(records: list[dict]) -> Optional[str]:
+    """Why a cell's numbers are no finding (None: they are one): its tricks read the class labels that
+    are the modes the metrics count, a trick's mechanism was fixed after the runs, or the trick's
+    schedule never acted within the runs (the current code refuses that config)."""
+    from omegaconf import OmegaConf
+
+    from gan_ablate.config import ScheduleOutsideRun, TrainConfig
+    from gan_ablate.record import stale_tricks, uses_mode_labels
+    from gan_ablate.run import check_config
+
+    if not records:
+        return None
+    if any(r.get("uses_mode_labels", uses_mode_labels(r.get("tricks") or [], r.get("data"))) for r in records):
+        return "reads the class labels, which are the modes the metrics count"
+    stale = {t: why for r in records for t, why in stale_tricks(r).items()}
+    if stale:
+        return "measured before a fix: " + "; ".join(f"`{t}` {why}" for t, why in sorted(stale.items()))
+    if records[0].get("config"):
+        try:
+            check_config(OmegaConf.merge(OmegaConf.structured(TrainConfig), records[0]["config"]))
+        except ScheduleOutsideRun as e:
+            return f"its schedule never acted in these runs (now refused: {e})"
+        except Exception:  # an older record's config the schema no longer takes: judged on its numbers
+            pass
+    return None
 
 
 def _cell_overrides(record: dict) -> list[str]:

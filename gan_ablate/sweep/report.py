@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 from gan_ablate.record import METRIC_DIRECTIONS, load_records
-from gan_ablate.sweep.aggregate import Cell, difference, group_cells, metric_names, reference_of, summarise
+from gan_ablate.sweep.aggregate import (Cell, difference, group_cells, is_reference, metric_names, reference_of,
+                                       summarise)
 
 CURVES = {"losses": ("loss/d", "loss/g"), "gradient norms": ("grad_norm/d", "grad_norm/g")}
 
@@ -50,6 +51,8 @@ def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optio
         ref = reference_of(cell, cells, reference)
         if ref is None or ref is cell:
             diff_text = "reference" if ref is cell else "–"
+        elif cell.set_apart():
+            diff_text = "set apart (see 'Cells set apart')"
         else:
             d = difference(values, ref.values(net, metric))
             verdict = ""
@@ -71,6 +74,14 @@ DESIGN_LEGENDS = {
     "factorial": "factorial: every subset of the tricks under study",
     "explicit": "explicit: the listed combinations, compared with the first",
 }
+
+
+def cells_set_apart(cells: dict[str, Cell]) -> Optional[Table]:
+    rows = [[c.name, why] for c in cells.values() if not is_reference(c) and (why := c.set_apart())]
+    if not rows:
+        return None
+    return Table("Cells set apart", ["cell", "why"], rows,
+                 "their numbers are shown but not compared: they are no evidence for or against the trick")
 
 
 def runs_without_results(records: list[dict]) -> Optional[Table]:
@@ -121,9 +132,7 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
     primary = next((r["primary"] for r in records if r.get("primary")), "raw")
     nets = [primary] + [n for n in ("raw", "ema") if n != primary]
     report.tables = [t for m in metrics for n in nets if (t := metric_table(m, n, cells, reference))]
-    missing = runs_without_results(records)
-    if missing:
-        report.tables.append(missing)
+    report.tables += [t for t in (cells_set_apart(cells), runs_without_results(records)) if t]
     if plot_dir is not None:
         from gan_ablate.sweep import report_plots
 
