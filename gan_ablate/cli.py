@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_ablate.config import ConfigError, register_configs
@@ -52,6 +52,7 @@ def _sweep_info(cfg: DictConfig):
 def hydra_main(cfg: DictConfig) -> str:
     """One job. Returns the run's status, which the sweepers read (a job in a sweep never raises:
     its failure is in its result.json and traceback.txt, and the sweep goes on)."""
+    from gan_ablate.callbacks.checkpoint import UnusableCheckpoint
     from gan_ablate.record import RunRecord, run_name
     from gan_ablate.run import FolderHoldsAnotherRun, train  # heavy imports after Hydra parsed the command line
 
@@ -59,12 +60,14 @@ def hydra_main(cfg: DictConfig) -> str:
     sweep = _sweep_info(cfg)
     in_sweep = sweep.group is not None
     try:
-        return train(cfg, run_dir, sweep).data["status"]
-    except FolderHoldsAnotherRun as e:
+        return train(cfg, run_dir, sweep, accepted=lambda: save_hydra_config(cfg, run_dir)).data["status"]
+    except (FolderHoldsAnotherRun, UnusableCheckpoint) as e:
+        # refused: the folder is left as it was (but for the record of a run whose checkpoint is unusable,
+        # now failed), so not a line in its log file either
         if not in_sweep:
             print(f"gan-ablate: config error: {e}", file=sys.stderr)
             sys.exit(2)
-        log.error("job %s failed: %s", sweep.job_num, e)  # that run's record stays as it is
+        print(f"gan-ablate: job {sweep.job_num} refused: {e}", file=sys.stderr)
         return "failed"
     except ConfigError as e:
         if not in_sweep:
@@ -83,6 +86,16 @@ def hydra_main(cfg: DictConfig) -> str:
         log.error("job %s failed (%s: %s); the sweep goes on. Traceback: %s",
                   sweep.job_num, type(e).__name__, e, run_dir / "traceback.txt")
         return "failed"
+
+
+def save_hydra_config(cfg: DictConfig, run_dir: Path) -> None:
+    """What Hydra writes in the run folder before the task runs, written here once train() has accepted
+    the start (train.yaml sets hydra.output_subdir to null), so that a refused start leaves it alone."""
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, hydra_dir / "config.yaml")
+    OmegaConf.save(HydraConfig.instance().cfg, hydra_dir / "hydra.yaml")
+    OmegaConf.save(HydraConfig.get().overrides.task, hydra_dir / "overrides.yaml")
 
 
 def one_line(error: BaseException) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from netrc import netrc
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -25,7 +26,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from gan_ablate.callbacks import EvaluationCallback
 from gan_ablate.callbacks.evaluation import LatentOnly
 from gan_ablate.callbacks.checkpoint import (LAST, CheckpointOnSignal, IterationCheckpoint, KeepLogsInStep,
-                                             kept_csv_rows, read_checkpoint)
+                                             UnusableCheckpoint, kept_csv_rows, read_checkpoint,
+                                             resumable_checkpoint)
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
@@ -36,7 +38,8 @@ from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.plots import plot_images, plot_points
-from gan_ablate.record import FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, run_name
+from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, run_name, trick_revisions,
+                               uses_mode_labels)
 from gan_ablate.tricks import build_tricks
 
 log = logging.getLogger("gan_ablate")
@@ -222,19 +225,31 @@ class FolderHoldsAnotherRun(ConfigError):
     """The run folder holds a run with another config: refused, and that run's record is kept."""
 
 
-def config_change(before: dict, now: dict, prefix: str = "") -> Optional[str]:
+def run_identity(resolved: dict, prefix: str = "") -> dict:
+    """The resolved config less RESUMABLE_CHANGES: what makes a run this run."""
+    return {key: run_identity(value, f"{prefix}{key}.") if isinstance(value, dict) else value
+            for key, value in resolved.items() if f"{prefix}{key}" not in RESUMABLE_CHANGES}
+
+
+def config_fingerprint(resolved: dict) -> str:
+    """Stamped into the run's checkpoints, so that a checkpoint is resumed only by the run that wrote it."""
+    return hashlib.sha256(json.dumps(run_identity(resolved), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_change(before: dict, now: dict) -> Optional[str]:
     """The first key (dotted) whose value differs, ignoring RESUMABLE_CHANGES; None when equal."""
+    return first_difference(run_identity(before), run_identity(now))
+
+
+def first_difference(before: dict, now: dict, prefix: str = "") -> Optional[str]:
     for key in sorted(set(before) | set(now)):
-        dotted = f"{prefix}{key}"
-        if dotted in RESUMABLE_CHANGES:
-            continue
         a, b = before.get(key), now.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            found = config_change(a, b, dotted + ".")
+            found = first_difference(a, b, f"{prefix}{key}.")
             if found:
                 return found
         elif a != b:
-            return dotted
+            return f"{prefix}{key}"
     return None
 
 
@@ -287,12 +302,14 @@ class AttemptClock(pl.Callback):
 
 
 def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
-          callbacks: Optional[list[pl.Callback]] = None) -> RunRecord:
+          callbacks: Optional[list[pl.Callback]] = None, accepted: Optional[Callable[[], None]] = None) -> RunRecord:
     """Train one run and write its result.json. Config errors raise ConfigError before anything
     is written; failures during training are recorded (status failed) and re-raised.
 
     Started again in the same folder, a run resumes from checkpoints/last.ckpt (and a finished
-    one returns its record without training again) unless checkpoint.resume=false."""
+    one returns its record without training again) unless checkpoint.resume=false. A checkpoint
+    that cannot resume it is refused (UnusableCheckpoint) with only the record changed, to failed.
+    `accepted` is called once the start is accepted, before the run writes anything else."""
     sweep = sweep or SweepInfo()
     settings = check_config(cfg)
     skip_gpu_probes()
@@ -308,13 +325,21 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
         log.info("%s: already finished in %s (status %s)", name, run_dir, previous["status"])
         return RunRecord(run_dir, **previous)
     resume = settings.checkpoint.resume and last_ckpt.exists()
-    checkpoint = read_checkpoint(last_ckpt) if resume else {}
+    fingerprint = config_fingerprint(resolved)
 
     record = RunRecord(run_dir, name=name, tricks=tricks, seed=settings.seed, data=settings.data.name,
-                       loss=settings.loss.name, **sweep.fields(),
+                       loss=settings.loss.name, uses_mode_labels=uses_mode_labels(tricks, settings.data.name),
+                       trick_revisions=trick_revisions(tricks), **sweep.fields(),
                        config=resolved, status="running", metrics={}, history=[],
                        attempts=(previous or {}).get("attempts", 0) + 1)
     record.writable = main_rank
+    try:
+        checkpoint = resumable_checkpoint(last_ckpt, fingerprint) if resume else {}
+    except UnusableCheckpoint as e:
+        record.update(status="failed", error=f"{type(e).__name__}: {e}")  # never left `running`
+        raise
+    if accepted:
+        accepted()
     if resume:
         record.data["resumed_from_iteration"] = checkpoint["gan_ablate"]["iteration"]
     clock = AttemptClock(record, (previous or {}).get("attempt_wall_times_s", []))
@@ -336,7 +361,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                 logger.experiment.metrics.extend(kept_rows)
             elif isinstance(logger, RunWandbLogger):  # those W&B lost when the run was killed
                 logger.replay(kept_rows)
-        saver = IterationCheckpoint(last_ckpt.parent, settings.checkpoint.every)
+        saver = IterationCheckpoint(last_ckpt.parent, settings.checkpoint.every, fingerprint)
         on_signal = CheckpointOnSignal(saver)
         t = settings.trainer
         trainer = pl.Trainer(

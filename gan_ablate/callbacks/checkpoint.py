@@ -1,7 +1,10 @@
 """Checkpoints that let a run be killed at any point and started again as if never stopped.
 
 - IterationCheckpoint: Lightning's ModelCheckpoint keeping one `last.ckpt`, every N *iterations*
-  (Lightning's step counter counts optimizer steps: n_critic + g_steps of them per iteration).
+  (Lightning's step counter counts optimizer steps: n_critic + g_steps of them per iteration),
+  stamped with the checkpoint format and the fingerprint of the config that wrote it.
+- resumable_checkpoint: reads last.ckpt once and refuses (UnusableCheckpoint) one that cannot resume
+  this run: unreadable, of another format version, or written under another config.
 - KeepLogsInStep: flushes the loggers into the checkpoint's moment and records how many CSV rows
   were on disk, so a resumed run drops the rows written after it and logs them again, exactly once.
 - CheckpointOnSignal: SIGUSR1/SIGUSR2 (SLURM's warning before the time limit) and SIGTERM
@@ -17,20 +20,39 @@ import os
 import signal
 import subprocess
 import threading
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from gan_ablate.config import ConfigError
+
 log = logging.getLogger("gan_ablate")
 LAST = "last.ckpt"
+# Raised whenever what a checkpoint holds changes meaning, so that an older checkpoint is refused rather
+# than misread. Checkpoints from before the stamp carry none and are refused the same way.
+CHECKPOINT_FORMAT = 1
+STAMP = "gan_ablate_stamp"  # {"format": CHECKPOINT_FORMAT, "config": the fingerprint of the run's config}
+
+
+class UnusableCheckpoint(ConfigError):
+    """The run folder's last.ckpt cannot resume this run; the message names the file and the ways out."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path} {problem}; train this run from scratch there (replacing it) with "
+                         "checkpoint.resume=false, or give it another folder with hydra.run.dir=...")
 
 
 class IterationCheckpoint(ModelCheckpoint):
-    def __init__(self, dirpath: Path, every: int):
+    def __init__(self, dirpath: Path, every: int, fingerprint: str):
         super().__init__(dirpath=str(dirpath), save_last=True, save_top_k=0, enable_version_counter=False)
         self.every_iterations = every
+        self.fingerprint = fingerprint
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[STAMP] = {"format": CHECKPOINT_FORMAT, "config": self.fingerprint}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_iterations and pl_module.iteration % self.every_iterations == 0:
@@ -78,7 +100,29 @@ def kept_csv_rows(path: Path, checkpoint: dict) -> list[dict]:
 
 def read_checkpoint(path: Path) -> dict:
     """Loads only tensors and plain containers (weights_only): a checkpoint cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the "pickle protocol" of some damaged files
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # damaged files raise anything: UnpicklingError, OSError, EOFError, KeyError, ...
+        raise UnusableCheckpoint(path, f"cannot be read ({type(e).__name__}: corrupt or truncated)") from e
+
+
+def resumable_checkpoint(path: Path, fingerprint: str) -> dict:
+    """last.ckpt, read once, if it was written by this run: same checkpoint format, same config."""
+    checkpoint = read_checkpoint(path)
+    stamp = checkpoint.get(STAMP) if isinstance(checkpoint, dict) else None
+    if not isinstance(stamp, dict):
+        raise UnusableCheckpoint(path, f"has no format version (written by a gan-ablate older than checkpoint "
+                                       f"format {CHECKPOINT_FORMAT}, or not by gan-ablate), so it cannot be trusted "
+                                       "to resume this run")
+    if stamp.get("format") != CHECKPOINT_FORMAT:
+        raise UnusableCheckpoint(path, f"is of checkpoint format {stamp.get('format')!r}; this gan-ablate reads "
+                                       f"format {CHECKPOINT_FORMAT} only")
+    if stamp.get("config") != fingerprint:
+        raise UnusableCheckpoint(path, f"was written by a run with another config (fingerprint "
+                                       f"{stamp.get('config')}, this run's {fingerprint})")
+    return checkpoint
 
 
 class CheckpointOnSignal(pl.Callback):
