@@ -19,12 +19,30 @@ def test_minibatch_features_peak_for_identical_samples_and_shape():
     f = torch.randn(1, 6).repeat(10, 1)
     out = layer(f)
     assert out.shape == (10, 6 + 4)
-    torch.testing.assert_close(out[:, 6:], torch.full((10, 4), 10.0))  # the maximum, N
+    torch.testing.assert_close(out[:, 6:], torch.full((10, 4), 10.0 - 1 - 1))  # the maximum, N - 1, + bias -1
     spread = layer(torch.randn(10, 6) * 5)[:, 6:]
-    assert (spread < 10.0).all() and (spread >= 1.0 - 1e-6).all()  # each sample is at distance 0 of itself
+    assert (spread < 9.0 - 1).all() and (spread >= -1.0 - 1e-6).all()
     module = make_module("trick=minibatch_discrimination")
     assert isinstance(module.D.head[0], MinibatchDiscriminationLayer)
     run_steps(module, 2)
+
+
+def test_minibatch_features_leave_out_each_samples_own_distance_and_add_the_bias():
+    """improved-gan's MinibatchLayer: o_i = sum_{j != i} exp(-||M_i - M_j||_1) + b, computed here
+    independently on a batch with two identical samples and one far away."""
+    layer = MinibatchDiscriminationLayer(4, kernels=3, kernel_dim=2)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        layer.log_weight_scale.uniform_(-1, 1)
+    f = torch.tensor([[1.0, 2.0, 0.0, -1.0], [1.0, 2.0, 0.0, -1.0], [1.3, 1.5, 0.2, -0.6]])
+    weight = layer.theta * layer.log_weight_scale.exp() / layer.theta.norm(dim=0)
+    m = (f @ weight).view(3, 3, 2)
+    expected = torch.stack([sum(torch.exp(-(m[i] - m[j]).abs().sum(-1)) for j in range(3) if j != i)
+                            for i in range(3)]) + layer.bias
+    torch.testing.assert_close(layer(f)[:, 4:], expected)
+    assert layer(f[:1])[:, 4:].tolist() == [[0.5, -1.0, 2.0]]  # alone in its batch: the bias only
+    (trick,) = build_tricks({"minibatch_discrimination": {}})
+    assert (trick.params.kernels, trick.params.kernel_dim) == (100, 5)  # improved-gan's CIFAR-10 D
 
 
 def test_multi_generator_gives_every_generator_gradient():

@@ -18,18 +18,27 @@ def _inner(net: nn.Module) -> nn.Module:
 
 
 class MinibatchDiscriminationLayer(nn.Module):
-    """Salimans et al. 2016, sec. 3.2: M = f T (N x B x C); o(x_i)_b = sum_j exp(-||M_ib - M_jb||_1);
-    the output is [f, o]. o_b is at most N, reached when every sample of the batch is identical."""
+    """Salimans et al. 2016, sec. 3.2, as openai/improved-gan builds it (mnist_svhn_cifar10/nn.py
+    MinibatchLayer): M = f T (N x B x C), T weight-normalised per (kernel, dimension) column;
+    o(x_i)_b = sum_{j != i} exp(-||M_ib - M_jb||_1) + bias_b (the self-distance term excluded, the bias
+    initialised to -1); the output is [f, o]. o_b - bias_b is at most N - 1, reached when every sample
+    of the batch is identical. improved-gan's data-dependent initialisation pass (which rescales T and
+    sets the bias from a first batch) is not reproduced, as no net here has one: T's columns start as
+    random directions of norm exp(0) = 1, the bias at -1, as that pass finds them."""
 
     def __init__(self, in_features: int, kernels: int, kernel_dim: int):
         super().__init__()
         self.kernels, self.kernel_dim = kernels, kernel_dim
-        self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
+        self.theta = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.05)
+        self.log_weight_scale = nn.Parameter(torch.zeros(kernels * kernel_dim))
+        self.bias = nn.Parameter(torch.full((kernels,), -1.0))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        m = (f @ self.T).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)   # (B, N, C)
+        weight = self.theta * (self.log_weight_scale.exp() / self.theta.norm(dim=0))
+        m = (f @ weight).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)  # (B, N, C)
         l1 = torch.cdist(m, m, p=1.0)                                             # (B, N, N), no N*N*B*C temporary
-        return torch.cat([f, torch.exp(-l1).sum(dim=2).t()], dim=1)
+        others = 1.0 - torch.eye(len(f), device=f.device, dtype=f.dtype)          # each sample's own term left out
+        return torch.cat([f, (torch.exp(-l1) * others).sum(dim=2).t() + self.bias], dim=1)
 
 
 @register
@@ -42,8 +51,8 @@ class MinibatchDiscrimination(Trick):
 
     @dataclass
     class Params:
-        kernels: int = 32
-        kernel_dim: int = 8
+        kernels: int = 100  # improved-gan's CIFAR-10 D (train_cifar_minibatch_discrimination.py)
+        kernel_dim: int = 5
 
         def __post_init__(self):
             if self.kernels < 1 or self.kernel_dim < 1:
