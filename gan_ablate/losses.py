@@ -136,7 +136,8 @@ class AutoencoderEnergy(nn.Module):
         self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        error = self.decoder(self.features(x)) - x.flatten(1)
+        self.code = self.features(x)  # the encoder's representation of the latest batch (EBGAN's PT reads it)
+        error = self.decoder(self.code) - x.flatten(1)
         per_sample = error.pow(2) if self.norm == "l2" else error.abs()
         return per_sample.mean(dim=1, keepdim=True)
 
@@ -146,12 +147,22 @@ class _EnergyLoss(Loss):
 
     def setup(self, gan):
         hidden = gan.cfg.model.d_hidden if len(gan.sample_shape) == 1 else 256
-        gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+        self.autoencoder = gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+
+
+def pulling_away(s: torch.Tensor) -> torch.Tensor:
+    """EBGAN's pulling-away term (Zhao et al. 2017, eq. 6): the mean squared cosine similarity over
+    the N (N - 1) pairs of distinct representations in the batch."""
+    unit = F.normalize(s.flatten(1), dim=1)
+    cos2 = (unit @ unit.t()).pow(2)
+    n = len(s)
+    return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
 
 
 class EnergyBased(_EnergyLoss):
     """EBGAN (Zhao et al. 2017): D an autoencoder; D minimises E(x) + max(0, margin - E(G(z))),
-    G minimises E(G(z)). The "logits" this loss receives are energies."""
+    G minimises E(G(z)) + pt_weight * PT(S), S the encoder's representation of the generated batch
+    (EBGAN-PT, sec. 2.4; weight 0.1 in its experiments). The "logits" this loss receives are energies."""
     name = "ebgan"
 
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
@@ -159,6 +170,10 @@ class EnergyBased(_EnergyLoss):
 
     def g_loss(self, fake_logits, real_logits=None):
         return fake_logits.mean()
+
+    def g_penalty(self, gan, fake, ctx):
+        # G's update scored the fake batch last (this loss needs no real batch in G's update)
+        return self.cfg.pt_weight * pulling_away(self.autoencoder.code)
 
 
 class BoundaryEquilibrium(_EnergyLoss):

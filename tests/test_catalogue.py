@@ -63,6 +63,8 @@ PROOFS = {
        ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan", "relativistic", "dragan", "ebgan", "began")},
     "loss/wgan#clip": ["test_losses.test_wgan_clips_critic_weights_after_every_d_step"],
     "loss/dragan#penalty": ["test_losses.test_dragan_penalty_is_zero_when_the_gradient_norm_is_one_around_the_data"],
+    "loss/ebgan#pulling_away": ["test_losses.test_pulling_away_term_is_the_mean_squared_cosine_over_distinct_pairs",
+                                "test_losses.test_ebgan_g_loss_adds_the_pulling_away_term_on_the_encoders_codes_of_the_fake_batch"],
     "loss/began#k": ["test_losses.test_began_k_follows_the_equilibrium_rule"],
     "optim/adam": ["test_module.test_separate_optimizers_and_learning_rates"],
     "optim/sgd_d": ["test_tricks_structure.test_sgd_d_option"],
