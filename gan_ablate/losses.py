@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ablate.config import LossConfig
+from gan_ablate.config import LossConfig, TrickConflict
 from gan_ablate.penalties import dragan_penalty, gradient_penalty
-from gan_ablate.tricks.base import Trick
+from gan_ablate.tricks.base import Trick, family_choices
 
 
 class Loss(Trick):
@@ -22,6 +22,12 @@ class Loss(Trick):
     def __init__(self, cfg: LossConfig):
         super().__init__()
         self.cfg = cfg
+
+    def setup(self, gan):
+        # build_tricks checks the `conflicts` of tricks only: a loss refuses its own, before training
+        for choice in family_choices(gan.cfg):
+            if choice in self.conflicts:
+                raise TrickConflict(f"loss={self.name} conflicts with {choice}: they cannot run together")
 
     def d_loss(self, real_logits, fake_logits, real_t, fake_t) -> torch.Tensor:
         raise NotImplementedError
@@ -90,6 +96,8 @@ class Wasserstein(Loss):
 
 class WassersteinGP(Wasserstein):
     name = "wgan_gp"
+    # the penalty is per sample: batch statistics in D couple the samples (Gulrajani et al., sec. 4)
+    conflicts = ("norm_d=batch_norm",)
 
     def after_d_step(self, gan, ctx):
         pass  # the penalty replaces clipping
@@ -146,6 +154,7 @@ class _EnergyLoss(Loss):
     norm = "l2"
 
     def setup(self, gan):
+        super().setup(gan)
         hidden = gan.cfg.model.d_hidden if len(gan.sample_shape) == 1 else 256
         self.autoencoder = gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
 

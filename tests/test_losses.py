@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_module
+from conftest import TINY, make_module, run_train_py
 from helpers import run_steps
 
 from gan_ablate.config import LossConfig
@@ -174,3 +174,36 @@ def test_ebgan_g_loss_adds_the_pulling_away_term_on_the_encoders_codes_of_the_fa
         assert loss.item() == pytest.approx(value.item(), rel=1e-5)
     pt = pulling_away(module.D.features(fakes[-1].detach())).item()
     assert pt > 1e-3  # the term is not vanishing on this batch: the two weights give different losses
+
+
+@pytest.mark.parametrize("overrides,opt_type,lr,betas", [
+    (["loss=wgan"], torch.optim.RMSprop, 5e-5, None),           # Arjovsky et al. 2017, Algorithm 1
+    (["loss=wgan_gp"], torch.optim.Adam, 1e-4, (0.0, 0.9)),     # Gulrajani et al. 2017, Algorithm 1
+    (["trick=wgan_gp"], torch.optim.Adam, 1e-4, (0.0, 0.9)),
+])
+def test_wgan_recipes_train_with_their_papers_optimisers(overrides, opt_type, lr, betas):
+    module = make_module(*overrides)
+    opt_g, opt_d = run_steps(module, 2)
+    assert (opt_d.steps, opt_g.steps) == (10, 2)  # n_critic 5
+    for opt in (opt_g.opt, opt_d.opt):
+        assert type(opt) is opt_type and opt.param_groups[0]["lr"] == lr
+        assert betas is None or tuple(opt.param_groups[0]["betas"]) == betas
+
+
+def test_an_optimiser_chosen_on_the_command_line_wins_over_the_wgan_recipe():
+    module = make_module("loss=wgan", "optim=adam")
+    opt_g, opt_d = module.configure_optimizers()
+    assert type(opt_d) is torch.optim.Adam and module.cfg.optim.n_critic == 1
+    assert make_module("loss=wgan", "optim.d.lr=1e-3").configure_optimizers()[1].param_groups[0]["lr"] == 1e-3
+
+
+def test_wgan_gp_loss_refuses_a_batch_norm_critic_on_one_line(tmp_path):
+    """Like trick=gradient_penalty: the per-sample penalty is meaningless when batch statistics couple
+    the samples. WGAN with clipping keeps its batch-norm critic (Arjovsky et al. use DCGAN's)."""
+    result = run_train_py(*TINY, "loss=wgan_gp", "norm_d=batch_norm", "trainer.max_steps=2",
+                          f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gan-ablate: config error:")]
+    assert len(lines) == 1 and "loss=wgan_gp conflicts with norm_d=batch_norm" in lines[0], result.stderr
+    assert not (tmp_path / "run" / "result.json").exists()
+    assert isinstance(make_module("loss=wgan", "norm_d=batch_norm").D, nn.Module)
