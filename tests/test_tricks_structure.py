@@ -57,6 +57,31 @@ def test_multi_generator_gives_every_generator_gradient():
     run_steps(module, 2)
 
 
+def _linear_weights(net):
+    return [m.weight.detach() for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def test_multi_generator_extra_generators_follow_model_init_from_the_runs_seed():
+    """model.init=orthogonal: every extra G's weight matrices have orthonormal rows (or columns), as G's
+    do, and differ from G's and from each other; the same seed gives the same extra generators."""
+    module = make_module("trick=multi_generator", "init=orthogonal_init", "model.g_hidden=16")
+    generators = module.G.generators
+    for g in generators:
+        for w in _linear_weights(g):
+            gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
+            torch.testing.assert_close(gram, torch.eye(gram.shape[0]), atol=1e-5, rtol=0)
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert all(not torch.allclose(x, y) for x, y in zip(_linear_weights(generators[a]), _linear_weights(generators[b])))
+    again = make_module("trick=multi_generator", "init=orthogonal_init", "model.g_hidden=16")
+    other_seed = make_module("trick=multi_generator", "init=orthogonal_init", "model.g_hidden=16", "seed=1")
+    for x, y, z in zip(_linear_weights(generators[2]), _linear_weights(again.G.generators[2]),
+                       _linear_weights(other_seed.G.generators[2])):
+        assert torch.equal(x, y) and not torch.allclose(x, z)
+    dcgan = make_module("trick=multi_generator", "init=dcgan_init", "model.g_hidden=64")
+    extra = torch.cat([w.flatten() for w in _linear_weights(dcgan.G.generators[1])])
+    assert extra.std().item() == pytest.approx(0.02, rel=0.1) and abs(extra.mean().item()) < 0.003  # N(0, 0.02)
+
+
 def test_vae_gan_kl_term_has_its_closed_form():
     mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0_0]])
     expected = 0.5 * ((1.0 + 1.0 - 1 - 0.0) + (torch.e ** 2 + 0.0 - 1 - 2.0))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_ablate.config import ConfigError
+from gan_ablate.nets.layers import init_weights
 from gan_ablate.tricks.base import Trick, register
 
 
@@ -80,16 +81,23 @@ class MultiGenerator(nn.Module):
         return outs.gather(0, index)[0]
 
 
-def reinitialise(net: nn.Module) -> nn.Module:
-    for m in net.modules():
-        if hasattr(m, "reset_parameters") and m is not net:
-            m.reset_parameters()
-    return net
+def fresh_copy(net: nn.Module, init: str, seed: int) -> nn.Module:
+    """A copy of `net` with new weights drawn from `seed` by the scheme that initialised `net`
+    (PyTorch's defaults, then model.init's scheme, as build_nets does)."""
+    copy_ = copy.deepcopy(net)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in copy_.modules():
+            if hasattr(m, "reset_parameters") and m is not copy_:
+                m.reset_parameters()
+        init_weights(copy_, init)
+    return copy_
 
 
 @register
 class MultiGeneratorTrick(Trick):
-    """A mixture of k generators (MGAN, Hoang et al. 2018; "How to improve GAN")."""
+    """A mixture of k generators (MGAN, Hoang et al. 2018; "How to improve GAN"); the k - 1 extra
+    generators are initialised like G (model.init), each from its own seed drawn from the run's seed."""
     name = "multi_generator"
 
     @dataclass
@@ -101,7 +109,8 @@ class MultiGeneratorTrick(Trick):
                 raise ConfigError(f"k={self.k} must be >= 2")
 
     def setup(self, gan):
-        gan.G = MultiGenerator([gan.G] + [reinitialise(copy.deepcopy(gan.G)) for _ in range(self.params.k - 1)])
+        seeds = torch.randint(2**62, (self.params.k - 1,), generator=torch.Generator().manual_seed(gan.cfg.seed))
+        gan.G = MultiGenerator([gan.G] + [fresh_copy(gan.G, gan.cfg.model.init, int(s)) for s in seeds])
 
 
 class VAEGANGenerator(nn.Module):
