@@ -231,18 +231,44 @@ def test_historical_averaging_penalty_is_zero_at_the_running_mean():
     assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(2.0 * 5.0)
 
 
-@pytest.mark.parametrize("name,params,fraction", [("experience_replay", {"fraction": 0.25, "buffer_size": 64}, 0.25),
-                                                  ("g_history", {"buffer_size": 64}, 0.5)])
-def test_replay_buffers_feed_the_stated_fraction_of_old_fakes(name, params, fraction):
+@pytest.mark.parametrize("name,params,fraction,added", [
+    ("experience_replay", {"fraction": 0.25, "buffer_size": 64}, 0.25, 32),
+    ("g_history", {"buffer_size": 64}, 0.5, 16)])  # SimGAN: b/2 new samples into the buffer per step
+def test_replay_buffers_feed_the_stated_fraction_of_old_fakes(name, params, fraction, added):
     (trick,) = build_tricks({name: params})
     first = torch.full((32, 2), -1.0)
     assert torch.equal(trick.d_fake_batch(first, ctx()), first)  # nothing to replay yet
-    assert trick.buffer.filled == 32
+    assert trick.buffer.filled == added
     new = torch.arange(32.0).repeat(2, 1).t()
     mixed = trick.d_fake_batch(new, ctx())
     assert mixed.shape == new.shape
     assert (mixed == -1.0).all(dim=1).sum().item() == int(fraction * 32)  # old fakes, from the buffer
-    assert trick.buffer.filled == 64 and (trick.buffer.data[32:] == new).all()
+    assert trick.buffer.filled == 2 * added and (trick.buffer.data[added:2 * added] == new[:added]).all()
+
+
+def test_g_history_replaces_half_a_batch_of_its_full_buffer_per_d_update():
+    """Through training_step (n_critic 2, batch 32, buffer 48): each D update puts exactly b/2 = 16 of
+    its current fakes, the ones D saw, into the buffer: first filling it, then at random places."""
+    module = make_module("trick=g_history", "trick.g_history.buffer_size=48", "optim.n_critic=2")
+    (trick,) = module.tricks
+    shown, writes = [], []
+    d_fake_batch = trick.d_fake_batch
+
+    def record(fake, c):
+        before = None if trick.buffer.data is None else trick.buffer.data.clone()
+        mixed = d_fake_batch(fake, c)
+        shown.append(mixed)
+        writes.append((before, trick.buffer.data.clone(), fake[:16]))
+        return mixed
+
+    trick.d_fake_batch = record
+    run_steps(module, 3)
+    assert len(writes) == 6 and [len(m) for m in shown] == [32] * 6
+    assert trick.buffer.filled == 48
+    for before, after, current in writes[3:]:  # full buffer: 16 rows replaced, by the current fakes
+        changed = (before != after).any(dim=1)
+        assert changed.sum().item() == 16
+        assert set(map(tuple, after[changed].tolist())) == set(map(tuple, current.tolist()))
 
 
 @pytest.mark.parametrize("tricks,extra,names", [
