@@ -95,12 +95,31 @@ def test_vae_gan_kl_term_has_its_closed_form():
 
 def test_truncation_leaves_no_component_beyond_the_threshold():
     z = torch.randn(5000, 8) * 3
-    t = truncate(z, 0.5, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    t = truncate(z, 0.5, lambda n: torch.randn(n, generator=generator))
     assert t.abs().max().item() <= 0.5
     inside = z.abs() <= 0.5
     assert torch.equal(t[inside], z[inside])  # only the outside components were resampled
-    (trick,) = build_tricks({"truncation": {"threshold": 1.0}})
-    assert trick.eval_latent(z).abs().max() <= 1.0
+    module = make_module("trick=truncation", "trick.truncation.threshold=1.0")
+    assert module.hooks.eval_latent(z).abs().max() <= 1.0
+
+
+def test_truncation_resamples_from_the_runs_prior():
+    """latent=uniform_z: the resampled components are U(-t, t) (flat), not a truncated N(0, 1), whose
+    density at 0 is 1.13 times that at t = 0.5; a threshold that truncates nothing of U(-1, 1) is refused."""
+    from gan_ablate.config import TrickConflict
+    module = make_module("latent=uniform_z", "trick=truncation", "trick.truncation.threshold=0.5")
+    z = torch.rand(1000, 200) * 2 - 1
+    t = module.hooks.eval_latent(z)
+    inside = z.abs() <= 0.5
+    assert t.abs().max().item() <= 0.5 and torch.equal(t[inside], z[inside])
+    resampled = t[~inside].abs()
+    near_zero, near_edge = (resampled < 0.1).sum().item(), (resampled > 0.4).sum().item()
+    assert near_zero / near_edge == pytest.approx(1.0, abs=0.05)
+    gaussian = make_module("trick=truncation", "trick.truncation.threshold=0.5").hooks.eval_latent(z)[~inside].abs()
+    assert (gaussian < 0.1).sum().item() / (gaussian > 0.4).sum().item() == pytest.approx(1.13, abs=0.05)
+    with pytest.raises(TrickConflict, match="trick.truncation.threshold=1.0 truncates nothing of latent=uniform_z"):
+        make_module("latent=uniform_z", "trick=truncation")
 
 
 def test_feature_matching_is_zero_when_batches_are_equal():
