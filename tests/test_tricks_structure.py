@@ -93,6 +93,42 @@ def test_vae_gan_kl_term_has_its_closed_form():
     assert any(not torch.equal(a, b) for a, b in zip(enc_before, module.G.encoder.parameters()))  # trained with G
 
 
+@pytest.mark.parametrize("space", ["d_features", "pixels"])
+def test_vae_gan_reconstruction_is_measured_in_ds_features_by_default(space):
+    """Larsen et al.'s Dis_l: ||f_D(x) - f_D(G(z ~ q(z|x)))||^2, recomputed here; changing D changes it.
+    The pixel variant is ||x - G(z)||^2 and does not depend on D. Each G update computes it."""
+    overrides = ["trick=vae_gan", "trick.vae_gan.kl_weight=0"] + ([] if space == "d_features" else
+                                                                  ["trick.vae_gan.recon_space=pixels"])
+    module = make_module(*overrides)
+    (trick,) = module.tricks
+    assert trick.params.recon_space == space
+    x = module.real_data[:32]
+    module.real_batch = lambda: x
+
+    def term():
+        torch.manual_seed(5)
+        return trick.g_penalty(module, None, ctx()).item()
+
+    before = term()
+    torch.manual_seed(5)
+    mu, logvar = module.G.encode(x)
+    x_tilde = module.G(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+    if space == "d_features":
+        expected = (module.D.features(x_tilde) - module.D.features(x)).pow(2).mean()
+    else:
+        expected = (x_tilde - x).pow(2).mean()
+    assert before == pytest.approx(expected.item(), rel=1e-5)
+    with torch.no_grad():
+        for p in module.D.parameters():
+            p.mul_(1.5)
+    assert (term() != pytest.approx(before, rel=1e-3)) if space == "d_features" else term() == before
+    seen = []
+    error = trick.reconstruction_error
+    trick.reconstruction_error = lambda D, x_tilde, x: seen.append(D) or error(D, x_tilde, x)
+    run_steps(module, 2)
+    assert seen == [module.D, module.D]
+
+
 def test_truncation_leaves_no_component_beyond_the_threshold():
     z = torch.randn(5000, 8) * 3
     generator = torch.Generator().manual_seed(1)

@@ -12,6 +12,7 @@ from torch import nn
 from gan_ablate.config import ConfigError
 from gan_ablate.nets.layers import init_weights
 from gan_ablate.tricks.base import Trick, register
+from gan_ablate.tricks.labels import d_features
 
 
 def _inner(net: nn.Module) -> nn.Module:
@@ -137,8 +138,12 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 @register
 class VAEGAN(Trick):
-    """The "KL + GAN / VAE + GAN" hybrid (ganhacks #8; Larsen et al. 2016): G's loss also gets
-    kl_weight * KL(q(z|x) || p(z)) + recon_weight * ||G(z ~ q(z|x)) - x||^2 on a real batch."""
+    """The VAE/GAN hybrid (Larsen et al. 2016; ganhacks #8): G is also the decoder of a VAE whose encoder
+    maps real x to q(z|x); G's loss adds kl_weight * KL(q(z|x) || p(z)) + recon_weight * the
+    reconstruction error of G(z ~ q(z|x)), measured as the paper's Dis_l likelihood (sec. 2.1): the
+    squared distance between D's features (the layers before its head) of x and of its reconstruction
+    (recon_space=d_features; D is not trained on it), or in pixels (recon_space=pixels, a plain VAE's).
+    The paper's extra GAN term on the reconstructions is not added."""
     name = "vae_gan"
 
     @dataclass
@@ -146,6 +151,11 @@ class VAEGAN(Trick):
         kl_weight: float = 1.0
         recon_weight: float = 1.0
         hidden: int = 128
+        recon_space: str = "d_features"
+
+        def __post_init__(self):
+            if self.recon_space not in ("d_features", "pixels"):
+                raise ConfigError(f"recon_space={self.recon_space!r} is not allowed; choose one of: d_features, pixels")
 
     def setup(self, gan):
         gan.G = VAEGANGenerator(gan.G, gan.sample_shape, gan.cfg.model.z_dim, self.params.hidden)
@@ -154,5 +164,12 @@ class VAEGAN(Trick):
         x = gan.real_batch()
         mu, logvar = gan.G.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = F.mse_loss(gan.G(z), x)
-        return self.params.kl_weight * kl_to_standard_normal(mu, logvar) + self.params.recon_weight * recon
+        return (self.params.kl_weight * kl_to_standard_normal(mu, logvar)
+                + self.params.recon_weight * self.reconstruction_error(gan.D, gan.G(z), x))
+
+    def reconstruction_error(self, D: nn.Module, x_tilde: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.params.recon_space == "pixels":
+            return F.mse_loss(x_tilde, x)
+        with torch.no_grad():
+            target = d_features(D, x)
+        return F.mse_loss(d_features(D, x_tilde), target)
