@@ -148,6 +148,7 @@ class LossConfig:
     clip: float = 0.01          # wgan: weights clipped to [-clip, clip] after each D step
     gp_weight: float = 10.0     # wgan_gp, dragan: lambda
     margin: float = 1.0         # ebgan: fakes are pushed to energy >= margin
+    pt_weight: float = 0.1      # ebgan: weight of the pulling-away term in G's loss
     gamma: float = 0.5          # began: diversity ratio E[L(G(z))] / E[L(x)] the k_t control aims at
     lambda_k: float = 0.001     # began: learning rate of k_t
 
@@ -156,6 +157,7 @@ class LossConfig:
         _check_range("loss.clip", self.clip, 0, low_open=True)
         _check_range("loss.gp_weight", self.gp_weight, 0)
         _check_range("loss.margin", self.margin, 0, low_open=True)
+        _check_range("loss.pt_weight", self.pt_weight, 0)
         _check_range("loss.gamma", self.gamma, 0, 1)
         _check_range("loss.lambda_k", self.lambda_k, 0)
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ablate.config import LossConfig
+from gan_ablate.config import LossConfig, TrickConflict
 from gan_ablate.penalties import dragan_penalty, gradient_penalty
-from gan_ablate.tricks.base import Trick
+from gan_ablate.tricks.base import Trick, family_choices
 
 
 class Loss(Trick):
@@ -22,6 +22,12 @@ class Loss(Trick):
     def __init__(self, cfg: LossConfig):
         super().__init__()
         self.cfg = cfg
+
+    def setup(self, gan):
+        # build_tricks checks the `conflicts` of tricks only: a loss refuses its own, before training
+        for choice in family_choices(gan.cfg):
+            if choice in self.conflicts:
+                raise TrickConflict(f"loss={self.name} conflicts with {choice}: they cannot run together")
 
     def d_loss(self, real_logits, fake_logits, real_t, fake_t) -> torch.Tensor:
         raise NotImplementedError
@@ -90,6 +96,8 @@ class Wasserstein(Loss):
 
 class WassersteinGP(Wasserstein):
     name = "wgan_gp"
+    # the penalty is per sample: batch statistics in D couple the samples (Gulrajani et al., sec. 4)
+    conflicts = ("norm_d=batch_norm",)
 
     def after_d_step(self, gan, ctx):
         pass  # the penalty replaces clipping
@@ -136,7 +144,8 @@ class AutoencoderEnergy(nn.Module):
         self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        error = self.decoder(self.features(x)) - x.flatten(1)
+        self.code = self.features(x)  # the encoder's representation of the latest batch (EBGAN's PT reads it)
+        error = self.decoder(self.code) - x.flatten(1)
         per_sample = error.pow(2) if self.norm == "l2" else error.abs()
         return per_sample.mean(dim=1, keepdim=True)
 
@@ -145,13 +154,24 @@ class _EnergyLoss(Loss):
     norm = "l2"
 
     def setup(self, gan):
+        super().setup(gan)
         hidden = gan.cfg.model.d_hidden if len(gan.sample_shape) == 1 else 256
-        gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+        self.autoencoder = gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+
+
+def pulling_away(s: torch.Tensor) -> torch.Tensor:
+    """EBGAN's pulling-away term (Zhao et al. 2017, eq. 6): the mean squared cosine similarity over
+    the N (N - 1) pairs of distinct representations in the batch."""
+    unit = F.normalize(s.flatten(1), dim=1)
+    cos2 = (unit @ unit.t()).pow(2)
+    n = len(s)
+    return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
 
 
 class EnergyBased(_EnergyLoss):
     """EBGAN (Zhao et al. 2017): D an autoencoder; D minimises E(x) + max(0, margin - E(G(z))),
-    G minimises E(G(z)). The "logits" this loss receives are energies."""
+    G minimises E(G(z)) + pt_weight * PT(S), S the encoder's representation of the generated batch
+    (EBGAN-PT, sec. 2.4; weight 0.1 in its experiments). The "logits" this loss receives are energies."""
     name = "ebgan"
 
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
@@ -159,6 +179,10 @@ class EnergyBased(_EnergyLoss):
 
     def g_loss(self, fake_logits, real_logits=None):
         return fake_logits.mean()
+
+    def g_penalty(self, gan, fake, ctx):
+        # G's update scored the fake batch last (this loss needs no real batch in G's update)
+        return self.cfg.pt_weight * pulling_away(self.autoencoder.code)
 
 
 class BoundaryEquilibrium(_EnergyLoss):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_module
+from conftest import TINY, make_module, run_train_py
 from helpers import run_steps
 
 from gan_ablate.config import LossConfig
@@ -131,3 +131,79 @@ def test_every_loss_trains_and_moves_both_nets(name):
     assert module.latest_scalars["loss/d"] == module.latest_scalars["loss/d"]  # not NaN
     assert any(not torch.equal(a, b) for a, b in zip(g0, module.G.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d0, module.D.parameters()))
+
+
+def test_pulling_away_term_is_the_mean_squared_cosine_over_distinct_pairs():
+    from gan_ablate.losses import pulling_away
+    assert pulling_away(torch.eye(4) * torch.tensor([[1.0], [2.0], [3.0], [4.0]])).item() == pytest.approx(0.0)
+    assert pulling_away(torch.ones(5, 3) * torch.arange(1.0, 6.0).view(5, 1)).item() == pytest.approx(1.0)
+    s = torch.randn(6, 4)
+    expected = mean([(torch.dot(s[i], s[j]) / (s[i].norm() * s[j].norm())).item() ** 2
+                     for i in range(6) for j in range(6) if i != j])
+    assert pulling_away(s).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("pt_weight", [0.1, 0.0])
+def test_ebgan_g_loss_adds_the_pulling_away_term_on_the_encoders_codes_of_the_fake_batch(pt_weight):
+    """Through training_step: G's loss is mean E(G(z)) + pt_weight * PT(encoder(G(z))), with the
+    encoder codes recomputed here from the very fake batch G produced; pt_weight=0 leaves the energy."""
+    from gan_ablate.losses import pulling_away
+    module = make_module("loss=ebgan", f"loss.pt_weight={pt_weight}")
+    assert module.cfg.loss.pt_weight == pt_weight
+    fakes, g_losses, expected = [], [], []
+    g_forward = module.G.forward
+    module.G.forward = lambda z: fakes.append(g_forward(z)) or fakes[-1]
+    g_step = module.generator_step
+
+    def generator_step(opt, c, logs):
+        fakes.clear()
+        with torch.no_grad():
+            d_params = [p.clone() for p in module.D.parameters()]
+        loss = g_step(opt, c, logs)
+        fake = fakes[-1].detach()
+        with torch.no_grad():  # D did not move during G's update
+            assert all(torch.equal(a, b) for a, b in zip(d_params, module.D.parameters()))
+            expected.append(module.D(fake).mean() + pt_weight * pulling_away(module.D.features(fake)))
+        g_losses.append(loss.detach())
+        return loss
+
+    module.generator_step = generator_step
+    run_steps(module, 3)
+    assert len(g_losses) == 3
+    for loss, value in zip(g_losses, expected):
+        assert loss.item() == pytest.approx(value.item(), rel=1e-5)
+    pt = pulling_away(module.D.features(fakes[-1].detach())).item()
+    assert pt > 1e-3  # the term is not vanishing on this batch: the two weights give different losses
+
+
+@pytest.mark.parametrize("overrides,opt_type,lr,betas", [
+    (["loss=wgan"], torch.optim.RMSprop, 5e-5, None),           # Arjovsky et al. 2017, Algorithm 1
+    (["loss=wgan_gp"], torch.optim.Adam, 1e-4, (0.0, 0.9)),     # Gulrajani et al. 2017, Algorithm 1
+    (["trick=wgan_gp"], torch.optim.Adam, 1e-4, (0.0, 0.9)),
+])
+def test_wgan_recipes_train_with_their_papers_optimisers(overrides, opt_type, lr, betas):
+    module = make_module(*overrides)
+    opt_g, opt_d = run_steps(module, 2)
+    assert (opt_d.steps, opt_g.steps) == (10, 2)  # n_critic 5
+    for opt in (opt_g.opt, opt_d.opt):
+        assert type(opt) is opt_type and opt.param_groups[0]["lr"] == lr
+        assert betas is None or tuple(opt.param_groups[0]["betas"]) == betas
+
+
+def test_an_optimiser_chosen_on_the_command_line_wins_over_the_wgan_recipe():
+    module = make_module("loss=wgan", "optim=adam")
+    opt_g, opt_d = module.configure_optimizers()
+    assert type(opt_d) is torch.optim.Adam and module.cfg.optim.n_critic == 1
+    assert make_module("loss=wgan", "optim.d.lr=1e-3").configure_optimizers()[1].param_groups[0]["lr"] == 1e-3
+
+
+def test_wgan_gp_loss_refuses_a_batch_norm_critic_on_one_line(tmp_path):
+    """Like trick=gradient_penalty: the per-sample penalty is meaningless when batch statistics couple
+    the samples. WGAN with clipping keeps its batch-norm critic (Arjovsky et al. use DCGAN's)."""
+    result = run_train_py(*TINY, "loss=wgan_gp", "norm_d=batch_norm", "trainer.max_steps=2",
+                          f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gan-ablate: config error:")]
+    assert len(lines) == 1 and "loss=wgan_gp conflicts with norm_d=batch_norm" in lines[0], result.stderr
+    assert not (tmp_path / "run" / "result.json").exists()
+    assert isinstance(make_module("loss=wgan", "norm_d=batch_norm").D, nn.Module)

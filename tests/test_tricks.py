@@ -2,7 +2,7 @@
 import pytest
 import torch
 from conftest import make_module
-from helpers import run_steps
+from helpers import attach_optimizers, run_steps
 
 from gan_ablate.config import ConfigError
 from gan_ablate.tricks import StepContext, build_tricks
@@ -147,16 +147,70 @@ def test_grad_clip_bounds_the_post_clip_norm_in_training():
 
 
 def test_orthogonal_reg_is_zero_for_orthogonal_weights_only():
-    from gan_ablate.tricks.regularizers import orthogonality_penalty
+    from gan_ablate.tricks.regularizers import add_orthogonality_gradient
     net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 4))
-    assert orthogonality_penalty(net).item() > 1e-3
+    add_orthogonality_gradient(net, 0.5)
+    assert all(layer.weight.grad.abs().max() > 1e-3 for layer in net)
+    net.zero_grad(set_to_none=True)
     for layer in net:
         torch.nn.init.orthogonal_(layer.weight)
-    assert orthogonality_penalty(net).item() == pytest.approx(0.0, abs=1e-10)
-    (trick,) = build_tricks({"orthogonal_reg": {"beta": 0.5}})
     with torch.no_grad():
         net[1].weight.mul_(2.0)  # still orthogonal rows, not orthonormal: off-diagonals stay 0
-    assert trick.g_penalty(_Nets(G=net), None, ctx()).item() == pytest.approx(0.0, abs=1e-8)
+    add_orthogonality_gradient(net, 0.5)
+    assert all(layer.weight.grad.abs().max() < 1e-5 for layer in net)
+    assert all(layer.bias.grad is None for layer in net)  # one axis: left alone, as BigGAN's ortho does
+
+
+def biggan_ortho_gradient(w: torch.Tensor, strength: float) -> torch.Tensor:
+    """ajbrock/BigGAN-PyTorch utils.py `ortho`, written out for one parameter."""
+    flat = w.reshape(w.shape[0], -1)
+    return (strength * 2 * ((flat @ flat.t()) * (1.0 - torch.eye(flat.shape[0]))) @ flat).reshape(w.shape)
+
+
+def test_orthogonal_reg_adds_biggans_ortho_gradient_to_g_before_its_step():
+    """Through training_step: what reaches G's optimiser step is G's loss gradient + BigGAN's ortho
+    gradient (strength beta) on every parameter with two axes or more; D's gradients are untouched
+    unless d_beta is set."""
+    module = make_module("trick=orthogonal_reg", "trick.orthogonal_reg.beta=0.3", "model.g_hidden=8")
+    (trick,) = module.tricks
+    loss_grads, at_step = {}, {}
+    original = trick.before_g_step
+
+    def record_loss_grads(gan, c):
+        loss_grads.update({n: p.grad.clone() for n, p in gan.G.named_parameters()})
+        original(gan, c)
+
+    trick.before_g_step = record_loss_grads
+    opt_g, opt_d = attach_optimizers(module)
+    step = opt_g.step
+    opt_g.step = lambda: at_step.update({n: (p.detach().clone(), p.grad.clone())
+                                         for n, p in module.G.named_parameters()}) or step()
+    d_step = opt_d.step
+    d_grads = []
+    opt_d.step = lambda: d_grads.append([p.grad.clone() for p in module.D.parameters()]) or d_step()
+    d_hooks = trick.before_d_step
+    trick.before_d_step = lambda gan, c: (d_grads.append([p.grad.clone() for p in gan.D.parameters()]),
+                                          d_hooks(gan, c))
+    run_steps(module, 1)
+    matrices = [n for n, p in module.G.named_parameters() if p.dim() >= 2]
+    assert len(matrices) >= 2
+    for name, (w, grad) in at_step.items():
+        added = biggan_ortho_gradient(w, 0.3) if w.dim() >= 2 else torch.zeros_like(w)
+        torch.testing.assert_close(grad - loss_grads[name], added, rtol=1e-5, atol=1e-7)
+        assert w.dim() < 2 or added.abs().max() > 1e-4
+    for before, after in zip(*d_grads):
+        assert torch.equal(before, after)
+
+
+def test_orthogonal_reg_d_beta_adds_the_same_gradient_to_d():
+    (trick,) = build_tricks({"orthogonal_reg": {"beta": 0.0, "d_beta": 0.2}})
+    d = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.Flatten(), torch.nn.Linear(5, 1))
+    for p in d.parameters():
+        p.grad = torch.zeros_like(p)
+    trick.before_d_step(_Nets(D=d), ctx())
+    for p in d.parameters():
+        expected = biggan_ortho_gradient(p.detach(), 0.2) if p.dim() >= 2 else torch.zeros_like(p)
+        torch.testing.assert_close(p.grad, expected)
 
 
 def test_historical_averaging_penalty_is_zero_at_the_running_mean():
@@ -177,18 +231,44 @@ def test_historical_averaging_penalty_is_zero_at_the_running_mean():
     assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(2.0 * 5.0)
 
 
-@pytest.mark.parametrize("name,params,fraction", [("experience_replay", {"fraction": 0.25, "buffer_size": 64}, 0.25),
-                                                  ("g_history", {"buffer_size": 64}, 0.5)])
-def test_replay_buffers_feed_the_stated_fraction_of_old_fakes(name, params, fraction):
+@pytest.mark.parametrize("name,params,fraction,added", [
+    ("experience_replay", {"fraction": 0.25, "buffer_size": 64}, 0.25, 32),
+    ("g_history", {"buffer_size": 64}, 0.5, 16)])  # SimGAN: b/2 new samples into the buffer per step
+def test_replay_buffers_feed_the_stated_fraction_of_old_fakes(name, params, fraction, added):
     (trick,) = build_tricks({name: params})
     first = torch.full((32, 2), -1.0)
     assert torch.equal(trick.d_fake_batch(first, ctx()), first)  # nothing to replay yet
-    assert trick.buffer.filled == 32
+    assert trick.buffer.filled == added
     new = torch.arange(32.0).repeat(2, 1).t()
     mixed = trick.d_fake_batch(new, ctx())
     assert mixed.shape == new.shape
     assert (mixed == -1.0).all(dim=1).sum().item() == int(fraction * 32)  # old fakes, from the buffer
-    assert trick.buffer.filled == 64 and (trick.buffer.data[32:] == new).all()
+    assert trick.buffer.filled == 2 * added and (trick.buffer.data[added:2 * added] == new[:added]).all()
+
+
+def test_g_history_replaces_half_a_batch_of_its_full_buffer_per_d_update():
+    """Through training_step (n_critic 2, batch 32, buffer 48): each D update puts exactly b/2 = 16 of
+    its current fakes, the ones D saw, into the buffer: first filling it, then at random places."""
+    module = make_module("trick=g_history", "trick.g_history.buffer_size=48", "optim.n_critic=2")
+    (trick,) = module.tricks
+    shown, writes = [], []
+    d_fake_batch = trick.d_fake_batch
+
+    def record(fake, c):
+        before = None if trick.buffer.data is None else trick.buffer.data.clone()
+        mixed = d_fake_batch(fake, c)
+        shown.append(mixed)
+        writes.append((before, trick.buffer.data.clone(), fake[:16]))
+        return mixed
+
+    trick.d_fake_batch = record
+    run_steps(module, 3)
+    assert len(writes) == 6 and [len(m) for m in shown] == [32] * 6
+    assert trick.buffer.filled == 48
+    for before, after, current in writes[3:]:  # full buffer: 16 rows replaced, by the current fakes
+        changed = (before != after).any(dim=1)
+        assert changed.sum().item() == 16
+        assert set(map(tuple, after[changed].tolist())) == set(map(tuple, current.tolist()))
 
 
 @pytest.mark.parametrize("tricks,extra,names", [

@@ -19,12 +19,30 @@ def test_minibatch_features_peak_for_identical_samples_and_shape():
     f = torch.randn(1, 6).repeat(10, 1)
     out = layer(f)
     assert out.shape == (10, 6 + 4)
-    torch.testing.assert_close(out[:, 6:], torch.full((10, 4), 10.0))  # the maximum, N
+    torch.testing.assert_close(out[:, 6:], torch.full((10, 4), 10.0 - 1 - 1))  # the maximum, N - 1, + bias -1
     spread = layer(torch.randn(10, 6) * 5)[:, 6:]
-    assert (spread < 10.0).all() and (spread >= 1.0 - 1e-6).all()  # each sample is at distance 0 of itself
+    assert (spread < 9.0 - 1).all() and (spread >= -1.0 - 1e-6).all()
     module = make_module("trick=minibatch_discrimination")
     assert isinstance(module.D.head[0], MinibatchDiscriminationLayer)
     run_steps(module, 2)
+
+
+def test_minibatch_features_leave_out_each_samples_own_distance_and_add_the_bias():
+    """improved-gan's MinibatchLayer: o_i = sum_{j != i} exp(-||M_i - M_j||_1) + b, computed here
+    independently on a batch with two identical samples and one far away."""
+    layer = MinibatchDiscriminationLayer(4, kernels=3, kernel_dim=2)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        layer.log_weight_scale.uniform_(-1, 1)
+    f = torch.tensor([[1.0, 2.0, 0.0, -1.0], [1.0, 2.0, 0.0, -1.0], [1.3, 1.5, 0.2, -0.6]])
+    weight = layer.theta * layer.log_weight_scale.exp() / layer.theta.norm(dim=0)
+    m = (f @ weight).view(3, 3, 2)
+    expected = torch.stack([sum(torch.exp(-(m[i] - m[j]).abs().sum(-1)) for j in range(3) if j != i)
+                            for i in range(3)]) + layer.bias
+    torch.testing.assert_close(layer(f)[:, 4:], expected)
+    assert layer(f[:1])[:, 4:].tolist() == [[0.5, -1.0, 2.0]]  # alone in its batch: the bias only
+    (trick,) = build_tricks({"minibatch_discrimination": {}})
+    assert (trick.params.kernels, trick.params.kernel_dim) == (100, 5)  # improved-gan's CIFAR-10 D
 
 
 def test_multi_generator_gives_every_generator_gradient():
@@ -39,6 +57,31 @@ def test_multi_generator_gives_every_generator_gradient():
     run_steps(module, 2)
 
 
+def _linear_weights(net):
+    return [m.weight.detach() for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def test_multi_generator_extra_generators_follow_model_init_from_the_runs_seed():
+    """model.init=orthogonal: every extra G's weight matrices have orthonormal rows (or columns), as G's
+    do, and differ from G's and from each other; the same seed gives the same extra generators."""
+    module = make_module("trick=multi_generator", "init=orthogonal_init", "model.g_hidden=16")
+    generators = module.G.generators
+    for g in generators:
+        for w in _linear_weights(g):
+            gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
+            torch.testing.assert_close(gram, torch.eye(gram.shape[0]), atol=1e-5, rtol=0)
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert all(not torch.allclose(x, y) for x, y in zip(_linear_weights(generators[a]), _linear_weights(generators[b])))
+    again = make_module("trick=multi_generator", "init=orthogonal_init", "model.g_hidden=16")
+    other_seed = make_module("trick=multi_generator", "init=orthogonal_init", "model.g_hidden=16", "seed=1")
+    for x, y, z in zip(_linear_weights(generators[2]), _linear_weights(again.G.generators[2]),
+                       _linear_weights(other_seed.G.generators[2])):
+        assert torch.equal(x, y) and not torch.allclose(x, z)
+    dcgan = make_module("trick=multi_generator", "init=dcgan_init", "model.g_hidden=64")
+    extra = torch.cat([w.flatten() for w in _linear_weights(dcgan.G.generators[1])])
+    assert extra.std().item() == pytest.approx(0.02, rel=0.1) and abs(extra.mean().item()) < 0.003  # N(0, 0.02)
+
+
 def test_vae_gan_kl_term_has_its_closed_form():
     mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0_0]])
     expected = 0.5 * ((1.0 + 1.0 - 1 - 0.0) + (torch.e ** 2 + 0.0 - 1 - 2.0))
@@ -50,14 +93,69 @@ def test_vae_gan_kl_term_has_its_closed_form():
     assert any(not torch.equal(a, b) for a, b in zip(enc_before, module.G.encoder.parameters()))  # trained with G
 
 
+@pytest.mark.parametrize("space", ["d_features", "pixels"])
+def test_vae_gan_reconstruction_is_measured_in_ds_features_by_default(space):
+    """Larsen et al.'s Dis_l: ||f_D(x) - f_D(G(z ~ q(z|x)))||^2, recomputed here; changing D changes it.
+    The pixel variant is ||x - G(z)||^2 and does not depend on D. Each G update computes it."""
+    overrides = ["trick=vae_gan", "trick.vae_gan.kl_weight=0"] + ([] if space == "d_features" else
+                                                                  ["trick.vae_gan.recon_space=pixels"])
+    module = make_module(*overrides)
+    (trick,) = module.tricks
+    assert trick.params.recon_space == space
+    x = module.real_data[:32]
+    module.real_batch = lambda: x
+
+    def term():
+        torch.manual_seed(5)
+        return trick.g_penalty(module, None, ctx()).item()
+
+    before = term()
+    torch.manual_seed(5)
+    mu, logvar = module.G.encode(x)
+    x_tilde = module.G(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+    if space == "d_features":
+        expected = (module.D.features(x_tilde) - module.D.features(x)).pow(2).mean()
+    else:
+        expected = (x_tilde - x).pow(2).mean()
+    assert before == pytest.approx(expected.item(), rel=1e-5)
+    with torch.no_grad():
+        for p in module.D.parameters():
+            p.mul_(1.5)
+    assert (term() != pytest.approx(before, rel=1e-3)) if space == "d_features" else term() == before
+    seen = []
+    error = trick.reconstruction_error
+    trick.reconstruction_error = lambda D, x_tilde, x: seen.append(D) or error(D, x_tilde, x)
+    run_steps(module, 2)
+    assert seen == [module.D, module.D]
+
+
 def test_truncation_leaves_no_component_beyond_the_threshold():
     z = torch.randn(5000, 8) * 3
-    t = truncate(z, 0.5, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    t = truncate(z, 0.5, lambda n: torch.randn(n, generator=generator))
     assert t.abs().max().item() <= 0.5
     inside = z.abs() <= 0.5
     assert torch.equal(t[inside], z[inside])  # only the outside components were resampled
-    (trick,) = build_tricks({"truncation": {"threshold": 1.0}})
-    assert trick.eval_latent(z).abs().max() <= 1.0
+    module = make_module("trick=truncation", "trick.truncation.threshold=1.0")
+    assert module.hooks.eval_latent(z).abs().max() <= 1.0
+
+
+def test_truncation_resamples_from_the_runs_prior():
+    """latent=uniform_z: the resampled components are U(-t, t) (flat), not a truncated N(0, 1), whose
+    density at 0 is 1.13 times that at t = 0.5; a threshold that truncates nothing of U(-1, 1) is refused."""
+    from gan_ablate.config import TrickConflict
+    module = make_module("latent=uniform_z", "trick=truncation", "trick.truncation.threshold=0.5")
+    z = torch.rand(1000, 200) * 2 - 1
+    t = module.hooks.eval_latent(z)
+    inside = z.abs() <= 0.5
+    assert t.abs().max().item() <= 0.5 and torch.equal(t[inside], z[inside])
+    resampled = t[~inside].abs()
+    near_zero, near_edge = (resampled < 0.1).sum().item(), (resampled > 0.4).sum().item()
+    assert near_zero / near_edge == pytest.approx(1.0, abs=0.05)
+    gaussian = make_module("trick=truncation", "trick.truncation.threshold=0.5").hooks.eval_latent(z)[~inside].abs()
+    assert (gaussian < 0.1).sum().item() / (gaussian > 0.4).sum().item() == pytest.approx(1.13, abs=0.05)
+    with pytest.raises(TrickConflict, match="trick.truncation.threshold=1.0 truncates nothing of latent=uniform_z"):
+        make_module("latent=uniform_z", "trick=truncation")
 
 
 def test_feature_matching_is_zero_when_batches_are_equal():

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_ablate.config import ConfigError
+from gan_ablate.nets.layers import init_weights
 from gan_ablate.tricks.base import Trick, register
+from gan_ablate.tricks.labels import d_features
 
 
 def _inner(net: nn.Module) -> nn.Module:
@@ -18,18 +20,27 @@ def _inner(net: nn.Module) -> nn.Module:
 
 
 class MinibatchDiscriminationLayer(nn.Module):
-    """Salimans et al. 2016, sec. 3.2: M = f T (N x B x C); o(x_i)_b = sum_j exp(-||M_ib - M_jb||_1);
-    the output is [f, o]. o_b is at most N, reached when every sample of the batch is identical."""
+    """Salimans et al. 2016, sec. 3.2, as openai/improved-gan builds it (mnist_svhn_cifar10/nn.py
+    MinibatchLayer): M = f T (N x B x C), T weight-normalised per (kernel, dimension) column;
+    o(x_i)_b = sum_{j != i} exp(-||M_ib - M_jb||_1) + bias_b (the self-distance term excluded, the bias
+    initialised to -1); the output is [f, o]. o_b - bias_b is at most N - 1, reached when every sample
+    of the batch is identical. improved-gan's data-dependent initialisation pass (which rescales T and
+    sets the bias from a first batch) is not reproduced, as no net here has one: T's columns start as
+    random directions of norm exp(0) = 1, the bias at -1, as that pass finds them."""
 
     def __init__(self, in_features: int, kernels: int, kernel_dim: int):
         super().__init__()
         self.kernels, self.kernel_dim = kernels, kernel_dim
-        self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
+        self.theta = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.05)
+        self.log_weight_scale = nn.Parameter(torch.zeros(kernels * kernel_dim))
+        self.bias = nn.Parameter(torch.full((kernels,), -1.0))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        m = (f @ self.T).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)   # (B, N, C)
+        weight = self.theta * (self.log_weight_scale.exp() / self.theta.norm(dim=0))
+        m = (f @ weight).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)  # (B, N, C)
         l1 = torch.cdist(m, m, p=1.0)                                             # (B, N, N), no N*N*B*C temporary
-        return torch.cat([f, torch.exp(-l1).sum(dim=2).t()], dim=1)
+        others = 1.0 - torch.eye(len(f), device=f.device, dtype=f.dtype)          # each sample's own term left out
+        return torch.cat([f, (torch.exp(-l1) * others).sum(dim=2).t() + self.bias], dim=1)
 
 
 @register
@@ -42,8 +53,8 @@ class MinibatchDiscrimination(Trick):
 
     @dataclass
     class Params:
-        kernels: int = 32
-        kernel_dim: int = 8
+        kernels: int = 100  # improved-gan's CIFAR-10 D (train_cifar_minibatch_discrimination.py)
+        kernel_dim: int = 5
 
         def __post_init__(self):
             if self.kernels < 1 or self.kernel_dim < 1:
@@ -71,16 +82,23 @@ class MultiGenerator(nn.Module):
         return outs.gather(0, index)[0]
 
 
-def reinitialise(net: nn.Module) -> nn.Module:
-    for m in net.modules():
-        if hasattr(m, "reset_parameters") and m is not net:
-            m.reset_parameters()
-    return net
+def fresh_copy(net: nn.Module, init: str, seed: int) -> nn.Module:
+    """A copy of `net` with new weights drawn from `seed` by the scheme that initialised `net`
+    (PyTorch's defaults, then model.init's scheme, as build_nets does)."""
+    copy_ = copy.deepcopy(net)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in copy_.modules():
+            if hasattr(m, "reset_parameters") and m is not copy_:
+                m.reset_parameters()
+        init_weights(copy_, init)
+    return copy_
 
 
 @register
 class MultiGeneratorTrick(Trick):
-    """A mixture of k generators (MGAN, Hoang et al. 2018; "How to improve GAN")."""
+    """A mixture of k generators (MGAN, Hoang et al. 2018; "How to improve GAN"); the k - 1 extra
+    generators are initialised like G (model.init), each from its own seed drawn from the run's seed."""
     name = "multi_generator"
 
     @dataclass
@@ -92,7 +110,8 @@ class MultiGeneratorTrick(Trick):
                 raise ConfigError(f"k={self.k} must be >= 2")
 
     def setup(self, gan):
-        gan.G = MultiGenerator([gan.G] + [reinitialise(copy.deepcopy(gan.G)) for _ in range(self.params.k - 1)])
+        seeds = torch.randint(2**62, (self.params.k - 1,), generator=torch.Generator().manual_seed(gan.cfg.seed))
+        gan.G = MultiGenerator([gan.G] + [fresh_copy(gan.G, gan.cfg.model.init, int(s)) for s in seeds])
 
 
 class VAEGANGenerator(nn.Module):
@@ -119,8 +138,12 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 @register
 class VAEGAN(Trick):
-    """The "KL + GAN / VAE + GAN" hybrid (ganhacks #8; Larsen et al. 2016): G's loss also gets
-    kl_weight * KL(q(z|x) || p(z)) + recon_weight * ||G(z ~ q(z|x)) - x||^2 on a real batch."""
+    """The VAE/GAN hybrid (Larsen et al. 2016; ganhacks #8): G is also the decoder of a VAE whose encoder
+    maps real x to q(z|x); G's loss adds kl_weight * KL(q(z|x) || p(z)) + recon_weight * the
+    reconstruction error of G(z ~ q(z|x)), measured as the paper's Dis_l likelihood (sec. 2.1): the
+    squared distance between D's features (the layers before its head) of x and of its reconstruction
+    (recon_space=d_features; D is not trained on it), or in pixels (recon_space=pixels, a plain VAE's).
+    The paper's extra GAN term on the reconstructions is not added."""
     name = "vae_gan"
 
     @dataclass
@@ -128,6 +151,11 @@ class VAEGAN(Trick):
         kl_weight: float = 1.0
         recon_weight: float = 1.0
         hidden: int = 128
+        recon_space: str = "d_features"
+
+        def __post_init__(self):
+            if self.recon_space not in ("d_features", "pixels"):
+                raise ConfigError(f"recon_space={self.recon_space!r} is not allowed; choose one of: d_features, pixels")
 
     def setup(self, gan):
         gan.G = VAEGANGenerator(gan.G, gan.sample_shape, gan.cfg.model.z_dim, self.params.hidden)
@@ -136,5 +164,12 @@ class VAEGAN(Trick):
         x = gan.real_batch()
         mu, logvar = gan.G.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = F.mse_loss(gan.G(z), x)
-        return self.params.kl_weight * kl_to_standard_normal(mu, logvar) + self.params.recon_weight * recon
+        return (self.params.kl_weight * kl_to_standard_normal(mu, logvar)
+                + self.params.recon_weight * self.reconstruction_error(gan.D, gan.G(z), x))
+
+    def reconstruction_error(self, D: nn.Module, x_tilde: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.params.recon_space == "pixels":
+            return F.mse_loss(x_tilde, x)
+        with torch.no_grad():
+            target = d_features(D, x)
+        return F.mse_loss(d_features(D, x_tilde), target)

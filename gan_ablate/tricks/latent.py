@@ -2,26 +2,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import ConfigError, TrickConflict
+from gan_ablate.nets.layers import sample_latent
 from gan_ablate.tricks.base import Trick, register
 
 
-def truncate(z: torch.Tensor, threshold: float, generator: torch.Generator) -> torch.Tensor:
-    """Resample every component of z whose magnitude exceeds `threshold` (BigGAN's truncation trick)."""
+def truncate(z: torch.Tensor, threshold: float, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """Resample every component of z whose magnitude exceeds `threshold` from the prior (`draw(n)`:
+    n fresh components) until none does (BigGAN's truncation trick)."""
     z = z.clone()
     outside = z.abs() > threshold
     while outside.any():
-        z[outside] = torch.randn(int(outside.sum()), generator=generator).to(z.device, z.dtype)
+        z[outside] = draw(int(outside.sum())).to(z.device, z.dtype)
         outside = z.abs() > threshold
     return z
 
 
 @register
 class Truncation(Trick):
-    """Evaluate on truncated z: components beyond the threshold resampled (Brock et al. 2019)."""
+    """Evaluate on truncated z (Brock et al. 2019, sec. 3.1): components beyond the threshold resampled
+    from the run's prior, N(0, 1) or U(-1, 1) (model.latent), so that z follows the prior truncated to
+    [-threshold, threshold]. Under U(-1, 1) a threshold of 1 or more would change nothing: refused."""
     name = "truncation"
 
     @dataclass
@@ -32,5 +37,13 @@ class Truncation(Trick):
             if self.threshold <= 0:
                 raise ConfigError(f"threshold={self.threshold} must be > 0")
 
+    def setup(self, gan):
+        self.latent = gan.cfg.model.latent
+        if self.latent == "uniform" and self.params.threshold >= 1.0:
+            raise TrickConflict(f"trick.truncation.threshold={self.params.threshold} truncates nothing of "
+                                "latent=uniform_z's U(-1, 1): choose a threshold below 1")
+
     def eval_latent(self, z):
-        return truncate(z, self.params.threshold, torch.Generator().manual_seed(0))
+        generator = torch.Generator().manual_seed(0)
+        return truncate(z, self.params.threshold,
+                        lambda n: sample_latent(n, 1, self.latent, generator=generator).flatten())

@@ -56,32 +56,45 @@ class GradClip(Trick):
         nn.utils.clip_grad_norm_(gan.G.parameters(), self.params.max_norm_g)
 
 
-def orthogonality_penalty(net: nn.Module) -> torch.Tensor:
-    """Sum over weight matrices W (conv kernels flattened per output unit, as in BigGAN's code) of
-    ||W W^T * (1 - I)||_F^2: zero exactly when the rows of every W are orthogonal."""
-    terms = []
-    for module in net.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            w = module.weight.flatten(1)
-            gram = w @ w.t()
-            terms.append((gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum())
-    return torch.stack(terms).sum()
+@torch.no_grad()
+def add_orthogonality_gradient(net: nn.Module, strength: float) -> None:
+    """BigGAN's `ortho` (ajbrock/BigGAN-PyTorch utils.py): strength * 2 (W W^T * (1 - I)) W added to
+    the gradient of every parameter with two axes or more, i.e. the gradient of
+    strength/2 * ||W W^T (1 - I)||_F^2 (half the paper's eq. 3 written as a loss)."""
+    for p in net.parameters():
+        if p.dim() < 2:
+            continue
+        w = p.view(p.shape[0], -1)
+        off_diagonal = (w @ w.t()).fill_diagonal_(0.0)
+        grad = (2.0 * strength * off_diagonal @ w).view_as(p)
+        if p.grad is None:
+            p.grad = grad
+        else:
+            p.grad += grad
 
 
 @register
 class OrthogonalReg(Trick):
-    """BigGAN's orthogonal regularisation of G: beta * ||W W^T (1 - I)||_F^2 added to G's loss."""
+    """BigGAN's modified orthogonal regularisation (Brock et al. 2019, sec. 3.1), as its code applies
+    it (ajbrock/BigGAN-PyTorch utils.py `ortho`, called in train_fns.py after the loss's backward pass
+    and before the optimiser step): beta * 2 (W W^T * (1 - I)) W added to the gradient of every G
+    parameter with two axes or more; d_beta does the same for D (BigGAN's D_ortho, off by default)."""
     name = "orthogonal_reg"
 
     @dataclass
     class Params:
         beta: float = 1e-4
+        d_beta: float = 0.0
 
         def __post_init__(self):
-            _non_negative(beta=self.beta)
+            _non_negative(beta=self.beta, d_beta=self.d_beta)
 
-    def g_penalty(self, gan, fake, ctx):
-        return self.params.beta * orthogonality_penalty(gan.G)
+    def before_d_step(self, gan, ctx):
+        if self.params.d_beta > 0:
+            add_orthogonality_gradient(gan.D, self.params.d_beta)
+
+    def before_g_step(self, gan, ctx):
+        add_orthogonality_gradient(gan.G, self.params.beta)
 
 
 class _RunningMean:

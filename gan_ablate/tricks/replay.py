@@ -49,13 +49,14 @@ class _ReplayTrick(Trick):
     def replay_fraction(self) -> float:
         raise NotImplementedError
 
+    def added_per_step(self, batch: int) -> int:
+        """How many of the current fakes (the first ones) enter the buffer after each D batch."""
+        return batch
+
     def d_fake_batch(self, fake, ctx):
-        n_old = int(round(self.replay_fraction() * len(fake)))
-        if self.buffer.filled == 0 or n_old == 0:
-            self.buffer.add(fake)
-            return fake
-        mixed = torch.cat([fake[: len(fake) - n_old], self.buffer.sample(n_old)])
-        self.buffer.add(fake)
+        n_old = int(round(self.replay_fraction() * len(fake))) if self.buffer.filled else 0
+        mixed = torch.cat([fake[: len(fake) - n_old], self.buffer.sample(n_old)]) if n_old else fake
+        self.buffer.add(fake[: self.added_per_step(len(fake))])
         return mixed
 
     def state_dict(self):
@@ -85,7 +86,9 @@ class ExperienceReplay(_ReplayTrick):
 
 @register
 class GHistory(_ReplayTrick):
-    """Half of each D fake batch is drawn from a history of generated samples (SimGAN, sec. 2.3)."""
+    """SimGAN's history of refined images (Shrivastava et al. 2017, sec. 2.3): half of each D fake
+    batch (b/2) is drawn from a buffer of earlier generated samples; after each D update, b/2 samples
+    in the buffer (at random places once it is full) are replaced by the current batch's b/2 new ones."""
     name = "g_history"
     conflicts = ("experience_replay",)
 
@@ -99,3 +102,6 @@ class GHistory(_ReplayTrick):
 
     def replay_fraction(self):
         return 0.5
+
+    def added_per_step(self, batch):
+        return batch - int(round(0.5 * batch))  # the current samples D saw
