@@ -138,8 +138,9 @@ def test_every_trick_option_runs_or_is_skipped_with_a_reason(tmp_path, data, ext
     for r in records:
         assert r["status"] in ("ok", "skipped"), (r["name"], r.get("error"))
         if r["status"] == "skipped":
-            assert "conflicts with" in r["reason"] or "needs" in r["reason"]
-    assert sum(r["status"] == "ok" for r in records) >= len(records) - 3
+            # a conflict, a need of the data, or a schedule that cannot act in 20 iterations (checkpoint_swap)
+            assert any(why in r["reason"] for why in ("conflicts with", "needs", "not within trainer.max_steps"))
+    assert sum(r["status"] == "ok" for r in records) >= len(records) - 4
 
 
 def test_conflicting_tricks_exit_before_training_naming_both(tmp_path):
