@@ -103,3 +103,23 @@ def test_report_of_an_empty_folder_says_so(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "no result.json" in result.stderr
+
+
+def test_a_cell_that_reads_the_mode_labels_is_set_apart_without_a_verdict(tmp_path):
+    """conditional on ring8 knows each sample's mode: far better modes, and no 'better' for it; the
+    report says why, and a trick fixed since its runs (ema at revision 1) is set apart too."""
+    from gan_ablate.sweep.report import report_of
+
+    records = []
+    for cell, tricks, modes in (("baseline", [], [2, 3, 4]), ("+conditional", ["conditional"], [8, 8, 8]),
+                                ("+ema", ["ema"], [8, 8, 7]), ("+ttur", ["ttur"], [8, 8, 7])):
+        records += [dict(cell=cell, tricks=tricks, seed=s, data="ring8", status="ok", design="add_one",
+                         reference="baseline", metrics={"raw": {"modes": m}}) for s, m in enumerate(modes)]
+    report = report_of(records, "test")
+    (modes,) = [t for t in report.tables if t.title == "modes (raw G)"]
+    verdicts = {row[0]: row[-1] for row in modes.rows}
+    assert verdicts["+ttur"].endswith("better")
+    assert verdicts["+conditional"].startswith("set apart") and verdicts["+ema"].startswith("set apart")
+    (apart,) = [t for t in report.tables if t.title == "Cells set apart"]
+    why = dict(apart.rows)
+    assert "labels" in why["+conditional"] and "`ema`" in why["+ema"] and "+ttur" not in why

@@ -109,7 +109,7 @@ def test_cells_that_read_the_mode_labels_ran_an_old_mechanism_or_never_acted_are
     assert "`+ttur`" in main and "better modes" in main
     assert not any(f"`{c}`" in main for c in ("+conditional", "+ema", "+checkpoint_swap"))
     why = {line.split("|")[1].strip(): line.split("|")[-2] for line in apart.splitlines() if line.startswith("| `")}
-    assert "labels" in why["`+conditional`"] and "measured before a fix" in why["`+ema`"]
+    assert "labels" in why["`+conditional`"] and "measured before the fix to `ema`" in why["`+ema`"]
     assert "never acted" in why["`+checkpoint_swap`"] and "better" not in apart
 
 

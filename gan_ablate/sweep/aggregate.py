@@ -90,7 +90,7 @@ def set_apart_reason(records: list[dict]) -> Optional[str]:
         return "reads the class labels, which are the modes the metrics count"
     stale = {t: why for r in records for t, why in stale_tricks(r).items()}
     if stale:
-        return "measured before a fix: " + "; ".join(f"`{t}` {why}" for t, why in sorted(stale.items()))
+        return "; ".join(f"measured before the fix to `{t}` ({why})" for t, why in sorted(stale.items()))
     if records[0].get("config"):
         try:
             check_config(OmegaConf.merge(OmegaConf.structured(TrainConfig), records[0]["config"]))

@@ -47,6 +47,8 @@ class MinibatchDiscriminationLayer(nn.Module):
 class MinibatchDiscrimination(Trick):
     """D's head also sees how close each sample's features are to the rest of its batch."""
     name = "minibatch_discrimination"
+    revision = 2
+    revision_note = "before: each sample's own distance counted, no bias, 32 kernels x 8 dims"
     # per-sample gradient penalties assume D scores samples independently (modification log 000)
     conflicts = ("wgan_gp", "gradient_penalty", "loss=wgan_gp", "loss=ebgan", "loss=began", "norm_d=virtual_batch_norm",
                  "norm_d=reference_batch_norm")
@@ -100,6 +102,8 @@ class MultiGeneratorTrick(Trick):
     """A mixture of k generators (MGAN, Hoang et al. 2018; "How to improve GAN"); the k - 1 extra
     generators are initialised like G (model.init), each from its own seed drawn from the run's seed."""
     name = "multi_generator"
+    revision = 2
+    revision_note = "before: the extra generators ignored model.init and drew from the global RNG"
 
     @dataclass
     class Params:
@@ -145,6 +149,8 @@ class VAEGAN(Trick):
     (recon_space=d_features; D is not trained on it), or in pixels (recon_space=pixels, a plain VAE's).
     The paper's extra GAN term on the reconstructions is not added."""
     name = "vae_gan"
+    revision = 2
+    revision_note = "before: the reconstruction was measured in pixel space, not in D's features"
 
     @dataclass
     class Params:

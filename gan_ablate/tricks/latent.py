@@ -28,6 +28,8 @@ class Truncation(Trick):
     from the run's prior, N(0, 1) or U(-1, 1) (model.latent), so that z follows the prior truncated to
     [-threshold, threshold]. Under U(-1, 1) a threshold of 1 or more would change nothing: refused."""
     name = "truncation"
+    revision = 2
+    revision_note = "before: resampled from N(0, 1) whatever the run's prior"
 
     @dataclass
     class Params:

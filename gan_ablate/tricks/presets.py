@@ -95,6 +95,8 @@ class WGANGP(Trick):
     """The WGAN-GP recipe (Gulrajani et al. 2017): critic loss + gradient penalty, n_critic 5,
     no batch norm in the critic (layer norm where a normalisation is wanted)."""
     name = "wgan_gp"
+    revision = 2
+    revision_note = "before: the run's Adam (not the paper's lr 1e-4, betas (0, 0.9))"
 
     @dataclass
     class Params:

@@ -80,6 +80,8 @@ class OrthogonalReg(Trick):
     and before the optimiser step): beta * 2 (W W^T * (1 - I)) W added to the gradient of every G
     parameter with two axes or more; d_beta does the same for D (BigGAN's D_ortho, off by default)."""
     name = "orthogonal_reg"
+    revision = 2
+    revision_note = "before: the gradient of beta * ||W W^T * (1 - I)||^2 through the loss, twice BigGAN's ortho"
 
     @dataclass
     class Params:

@@ -90,6 +90,8 @@ class GHistory(_ReplayTrick):
     batch (b/2) is drawn from a buffer of earlier generated samples; after each D update, b/2 samples
     in the buffer (at random places once it is full) are replaced by the current batch's b/2 new ones."""
     name = "g_history"
+    revision = 2
+    revision_note = "before: the whole batch, not half of it, went into the buffer each D update"
     conflicts = ("experience_replay",)
 
     @dataclass
