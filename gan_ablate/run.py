@@ -338,18 +338,20 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
     except UnusableCheckpoint as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}")  # never left `running`
         raise
-    if accepted:
-        accepted()
     if resume:
         record.data["resumed_from_iteration"] = checkpoint["gan_ablate"]["iteration"]
     clock = AttemptClock(record, (previous or {}).get("attempt_wall_times_s", []))
     record.data.update(clock.times())
-    record.write()
     loggers = []
     try:
+        # the data and the nets first: bad input found there (a missing data.root, unreadable images, a
+        # loss that refuses the critic's normalisation) refuses the start before it writes anything
         dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         module = GANModule(settings, dm.sample_shape, dm.n_classes)
+        if accepted:
+            accepted()
+        record.write()
         evaluation = build_evaluation(settings, dm, run_dir, scoring=main_rank)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None),

@@ -14,6 +14,10 @@ from gan_ablate.module import GANModule
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "offline")
+# W&B saves the address of the service a process started in WANDB_SERVICE, and child processes attach to
+# it: train.py started by a test after an in-process W&B run would share this process's service, which
+# holds on to the run of a child killed by a test ("run ID ... is in use" when it is resumed). Each test
+# starts without it, so every train.py it starts has a service of its own, as it has outside the tests.
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
 
@@ -68,3 +72,8 @@ def not_inception_weights(root: Path) -> Path:
     path = root / "not_weights.pth"
     path.write_bytes(b"not a checkpoint")
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_wandb_service(monkeypatch):
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)

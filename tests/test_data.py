@@ -120,8 +120,8 @@ def test_image_folder_with_unreadable_files_stops_before_training_with_one_line(
     assert result.stderr.strip().splitlines() == [
         f"gan-ablate: config error: data.root='{bad}' holds 1 unreadable image file(s) (empty, truncated or not "
         f"an image), the first: {bad / 'broken.png'}; remove or replace them"]
-    # Hydra's own files only: no result.json, checkpoint or metrics log, nothing trained
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "train.log"]
+    # refused before the start was accepted: the folder Hydra made stays empty (no .hydra, log or record)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
 
 
 def test_cifar10_requires_a_root():
