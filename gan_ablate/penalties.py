@@ -22,8 +22,9 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
 
 def dragan_penalty(critic, real: torch.Tensor) -> torch.Tensor:
     """DRAGAN (Kodali et al. 2017): the unit-gradient penalty at points between real data and a
-    perturbation of it, x_p = x + 0.5 std(x) U[0, 1]."""
+    perturbation of it, x_p = x + 0.5 std(x) U[0, 1], std(x) that of the whole batch, as in their code
+    (kodalinaveen3/DRAGAN get_perturbed_batch: numpy's minibatch.std(), ddof 0)."""
     real = real.detach()
-    perturbed = real + 0.5 * real.std() * torch.rand_like(real)
+    perturbed = real + 0.5 * real.std(correction=0) * torch.rand_like(real)
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     return unit_gradient_penalty(critic, real + alpha * (perturbed - real))
