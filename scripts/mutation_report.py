@@ -42,6 +42,14 @@ def read_equivalent(path: Path) -> dict[str, str]:
     return {name: reason.strip() for name, reason in rows}
 
 
+def worst_case_seconds(stats: Path, names: list[str]) -> float:
+    """mutmut's own bound for these mutants (as `mutmut print-time-estimates`): every test that calls the mutated
+    function runs to the end, as it does for a survivor; a killed mutant stops at its first failing test."""
+    recorded = json.loads(stats.read_text())
+    tests, seconds = recorded["tests_by_mangled_function_name"], recorded["duration_by_test"]
+    return sum(seconds[t] for name in names for t in tests.get(name.partition("__mutmut_")[0], ()))
+
+
 def column(status: str) -> str:
     if status == "not checked":
         return "not run"
@@ -57,7 +65,7 @@ def diff_line(name: str, source: str) -> str:
 
 
 def render(results: dict[str, dict[str, str]], equivalent: dict[str, str], diff_of, command: str,
-           wall_seconds: float) -> str:
+           wall_seconds: float, not_run_worst_seconds: float) -> str:
     counts = {source: Counter(column(s) for s in statuses.values()) for source, statuses in results.items()}
     total = sum(counts.values(), Counter())
     run = sum(total[c] for c in COLUMNS if c != "not run")
@@ -77,8 +85,9 @@ def render(results: dict[str, dict[str, str]], equivalent: dict[str, str], diff_
         per_mutant = wall_seconds / run if run else 0.0
         out += [f"**Partial run.** {total['not run']} mutants were not run, in: "
                 + ", ".join(f"`{s}` ({counts[s]['not run']} of {sum(counts[s].values())})" for s in not_run)
-                + f". At this run's pace, one worker would take about {total['not run'] * per_mutant / 3600:.1f} h "
-                  "more for them.", ""]
+                + f". One worker would take about {total['not run'] * per_mutant / 3600:.1f} h more for them at this "
+                  f"run's pace, and at most {not_run_worst_seconds / 3600:.1f} h by mutmut's estimate (all of the "
+                  "tests that call each mutated function, as for a survivor).", ""]
     out += ["| file | mutants | " + " | ".join(COLUMNS) + " |", "|---|---:|" + "---:|" * len(COLUMNS)]
     for source, c in counts.items():
         out.append(f"| `{source}` | {sum(c.values())} | " + " | ".join(str(c[k]) for k in COLUMNS) + " |")
@@ -113,7 +122,9 @@ def main() -> None:
     results = read_results(Path("mutants"))
     if not results:
         parser.exit(2, "no mutmut results under mutants/: run `mutmut run` first (make mutants)\n")
-    page = render(results, read_equivalent(args.equivalent), diff_line, args.command, args.wall_seconds)
+    not_run = [name for statuses in results.values() for name, s in statuses.items() if s == "not checked"]
+    page = render(results, read_equivalent(args.equivalent), diff_line, args.command, args.wall_seconds,
+                  worst_case_seconds(Path("mutants/mutmut-stats.json"), not_run))
     args.out.write_text(page)
 
 
