@@ -8,7 +8,7 @@ DEMO_STEPS ?= 1500
 TRICKS_2D := acgan,capacity,checkpoint_swap,conditional,d_dropout,ema,experience_replay,feature_matching,g_dropout,g_history,g_steps,grad_clip,gradient_penalty,historical_averaging,instance_noise,label_smoothing,layer_noise,loss_balancing,minibatch_discrimination,multi_generator,n_critic,noisy_labels,one_sided_label_smoothing,orthogonal_reg,skip_z,spectral_norm,truncation,ttur,vae_gan,wgan_gp
 RESULTS_DIR ?= multirun/results
 
-.PHONY: setup test test-fast test-slurm bench demo report results clean
+.PHONY: setup test test-fast test-slurm bench demo report results mutants clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,13 @@ results: setup  ## docs/results.md: baseline + every trick on pacgan_ring_short 
 
 report: setup  ## make report DIR=multirun/<date>/<time>
 	$(PY) scripts/report.py $(DIR)
+
+# one worker: torch in several workers at once only slows a 2-core machine down. MUTANTS='"gan_ablate.penalties*"'
+# runs a subset (mutmut's name patterns); the page then says which files were not run.
+MUTMUT := $(VENV)/bin/mutmut run --max-children 1 $(MUTANTS)
+mutants: setup  ## mutation testing of the tricks, losses, penalties, module, layers and mode metrics (mutmut, hours), then docs/mutation.md
+	start=$$(date +%s) && OMP_NUM_THREADS=1 $(MUTMUT) && \
+		$(PY) scripts/mutation_report.py --command '$(MUTMUT)' --wall-seconds $$(( $$(date +%s) - start ))
 
 clean:
 	rm -rf outputs multirun .pytest_cache
