@@ -64,18 +64,24 @@ def record(cell: str, seed: int, modes: float, hq: float, primary: str = "raw") 
             "job_num": seed, "wall_time_s": 1.0, "metrics": {primary: metrics, "other": {"modes": -1, "hq": 0}}}
 
 
+def table_of(records: list[dict], folder) -> subprocess.CompletedProcess:
+    """results_table.py's output for `records`, each written to a run folder of its own."""
+    for i, r in enumerate(records):
+        (folder / str(i)).mkdir()
+        (folder / str(i) / "result.json").write_text(json.dumps(r))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), str(folder)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_table_means_standard_errors_and_verdicts_come_from_the_records(tmp_path):
     records = [record("baseline", s, m, 0.5) for s, m in enumerate([4, 5, 6])]
     records += [record("+spectral_norm", s, m, 0.5) for s, m in enumerate([7, 8, 8])]
     records += [record("+ema", s, 5, h, primary="ema") for s, h in enumerate([0.1, 0.2, 0.3])]
     for r in records[-3:]:
         r.update(tricks=["ema"], trick_revisions={"ema": TRICKS_BY_NAME["ema"].revision})
-    for i, r in enumerate(records):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "result.json").write_text(json.dumps(r))
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
+    out = table_of(records, tmp_path)
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.stdout.splitlines() if line.startswith("| `")}
     assert rows["`baseline`"][:3] == ["3", "5.00 ± 0.58", "50.0 ± 0.0"]
@@ -99,12 +105,7 @@ def test_cells_that_read_the_mode_labels_ran_an_old_mechanism_or_never_acted_are
                                   resolve=True)
     records += [dict(record("+checkpoint_swap", s, 8, 0.9), tricks=["checkpoint_swap"], config=swap) for s in range(3)]
     records += [dict(record("+ttur", s, 8, 0.9), tricks=["ttur"]) for s in range(3)]
-    for i, r in enumerate(records):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "result.json").write_text(json.dumps(r))
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
+    out = table_of(records, tmp_path)
     main, _, apart = out.stdout.partition("Set apart on ring8")
     assert "`+ttur`" in main and "better modes" in main
     assert not any(f"`{c}`" in main for c in ("+conditional", "+ema", "+checkpoint_swap"))
