@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: setup  ## the whole suite, slow end-to-end tests included
-	$(PY) -m pytest tests
+# Test files run in parallel, each whole in one worker (its module fixtures run once); every test that starts train.py
+# names its own run folder, and the shared caches under ~/.cache/gan-ablate are written atomically.
+TEST_WORKERS ?= 2
+test: setup  ## the whole suite, slow end-to-end tests included (TEST_WORKERS=2 processes)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 test-fast: setup  ## unit tests only
-	$(PY) -m pytest tests -m "not slow and not slurm"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests -m "not slow and not slurm"
 
 test-slurm: setup  ## as root: a one-node SLURM cluster on this machine, the SLURM tests, the cluster stopped
 	scripts/slurm_local_cluster.sh start

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from gan_ablate.atomic import write_atomically
 
 RESULT_FILE = "result.json"
 STATUSES = ("running", "ok", "diverged", "skipped", "failed")
@@ -79,11 +79,7 @@ class RunRecord:
         """Atomically: a reader sees the old record or the new one, never half of one."""
         if not self.writable:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".result.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.data, f, indent=2, default=str)
-        os.replace(tmp, self.path)
+        write_atomically(self.path, lambda tmp: Path(tmp).write_text(json.dumps(self.data, indent=2, default=str)))
 
 
 def load_records(root: Path) -> list[dict]:

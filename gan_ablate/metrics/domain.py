@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_ablate.atomic import write_atomically
+
 ARCHITECTURE = "domain-cnn-v2"  # change when the network below changes: it is part of the cache key
 FEATURES = 128
 
@@ -89,7 +91,7 @@ def load_or_train(data: torch.Tensor, labels: torch.Tensor, cache_dir: Path, dat
     epochs = epochs or (30 if len(data) < 3000 else 15)  # small sets (8x8 digits) need more passes
     key = cache_key(data, labels)
     weights = weights_file(cache_dir, dataset, data, labels)
-    folder, info_file = weights.parent, weights.parent / "info.json"
+    info_file = weights.parent / "info.json"
     n_classes = int(labels.max()) + 1
     if weights.exists() and info_file.exists():
         model = DomainClassifier(data.shape[1], n_classes)
@@ -98,9 +100,10 @@ def load_or_train(data: torch.Tensor, labels: torch.Tensor, cache_dir: Path, dat
     model, test_accuracy = train_classifier(data, labels, epochs=epochs, progress=True)
     info = {"extractor": f"domain:{dataset}:{ARCHITECTURE}:{key}", "dataset": dataset, "architecture": ARCHITECTURE,
             "test_accuracy": test_accuracy, "epochs": epochs, "n_classes": n_classes, "channels": data.shape[1]}
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), weights)
-    info_file.write_text(json.dumps(info, indent=2))
+    # parallel jobs (a joblib sweep, the test workers) share this cache: each file appears whole or not at all, the
+    # weights first, so a reader that finds info.json finds whole weights
+    write_atomically(weights, lambda tmp: torch.save(model.state_dict(), tmp))
+    write_atomically(info_file, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
     return model, info
 
 
