@@ -79,6 +79,8 @@ class Hinge(Loss):
 class Wasserstein(Loss):
     """Critic loss with weight clipping after every D step."""
     name = "wgan"
+    revision = 2
+    revision_note = "before: the run's Adam, not the paper's RMSProp lr 5e-5 with n_critic 5, unless optim= was given"
 
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
         return fake_logits.mean() - real_logits.mean()
@@ -96,6 +98,9 @@ class Wasserstein(Loss):
 
 class WassersteinGP(Wasserstein):
     name = "wgan_gp"
+    revision = 2
+    revision_note = ("before: the run's Adam, not the paper's lr 1e-4, betas (0, 0.9), n_critic 5, unless optim= was "
+                     "given; a batch-norm critic was accepted")
     # the penalty is per sample: batch statistics in D couple the samples (Gulrajani et al., sec. 4)
     conflicts = ("norm_d=batch_norm",)
 
@@ -125,6 +130,8 @@ class RelativisticAverage(Loss):
 class Dragan(NonSaturating):
     """DRAGAN (Kodali et al. 2017): the non-saturating loss + a gradient penalty around the data."""
     name = "dragan"
+    revision = 2
+    revision_note = "before: the perturbation's scale was the batch std with ddof 1, not the reference's ddof 0"
 
     def d_penalty(self, gan, real, fake, ctx):
         return self.cfg.gp_weight * dragan_penalty(gan.D, real)
@@ -173,6 +180,8 @@ class EnergyBased(_EnergyLoss):
     G minimises E(G(z)) + pt_weight * PT(S), S the encoder's representation of the generated batch
     (EBGAN-PT, sec. 2.4; weight 0.1 in its experiments). The "logits" this loss receives are energies."""
     name = "ebgan"
+    revision = 2
+    revision_note = "before: G's loss had no pulling-away term (EBGAN-PT, weight 0.1)"
 
     def d_loss(self, real_logits, fake_logits, real_t, fake_t):
         return real_logits.mean() + F.relu(self.cfg.margin - fake_logits).mean()

@@ -32,13 +32,26 @@ def trick_revisions(tricks: list[str]) -> dict[str, int]:
     return {t: TRICKS[t].revision for t in tricks if t in TRICKS}
 
 
+def loss_revision(loss: str) -> int:
+    """The revision of the loss's mechanism the run used (records before revisions existed: 1)."""
+    from gan_ablate.losses import LOSSES
+
+    return LOSSES[loss].revision if loss in LOSSES else 1
+
+
 def stale_tricks(record: dict) -> dict[str, str]:
-    """Trick -> what was fixed since, for each trick the record ran at an older revision of."""
+    """Trick (or `loss=<name>`) -> what was fixed since, for each trick and for the loss the record ran at an older
+    revision of (a loss is a trick that says how the nets are scored)."""
+    from gan_ablate.losses import LOSSES
     from gan_ablate.tricks import TRICKS
 
     ran = record.get("trick_revisions") or {}
-    return {t: TRICKS[t].revision_note for t in record.get("tricks") or []
-            if t in TRICKS and ran.get(t, 1) < TRICKS[t].revision}
+    stale = {t: TRICKS[t].revision_note for t in record.get("tricks") or []
+             if t in TRICKS and ran.get(t, 1) < TRICKS[t].revision}
+    loss = record.get("loss")
+    if loss in LOSSES and record.get("loss_revision", 1) < LOSSES[loss].revision:
+        stale[f"loss={loss}"] = LOSSES[loss].revision_note
+    return stale
 
 
 def run_name(tricks: list[str], seed: int) -> str:

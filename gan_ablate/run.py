@@ -38,8 +38,8 @@ from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.plots import plot_images, plot_points
-from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, run_name, trick_revisions,
-                               uses_mode_labels)
+from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, loss_revision, run_name,
+                               trick_revisions, uses_mode_labels)
 from gan_ablate.tricks import build_tricks
 
 log = logging.getLogger("gan_ablate")
@@ -328,7 +328,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
     fingerprint = config_fingerprint(resolved)
 
     record = RunRecord(run_dir, name=name, tricks=tricks, seed=settings.seed, data=settings.data.name,
-                       loss=settings.loss.name, uses_mode_labels=uses_mode_labels(tricks, settings.data.name),
+                       loss=settings.loss.name, loss_revision=loss_revision(settings.loss.name),
+                       uses_mode_labels=uses_mode_labels(tricks, settings.data.name),
                        trick_revisions=trick_revisions(tricks), **sweep.fields(),
                        config=resolved, status="running", metrics={}, history=[],
                        attempts=(previous or {}).get("attempts", 0) + 1)
