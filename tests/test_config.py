@@ -46,6 +46,7 @@ def test_image_data_selects_the_dcgan_unless_told_otherwise():
     (["optim.n_critic=abc"], ["optim.n_critic", "Integer"]),
     (["+foo=1"], ["foo is not a config key"]),
 ])
+@pytest.mark.slow
 def test_cli_refuses_bad_input_on_one_line_before_training(tmp_path, args, expected):
     result = run_train_py(*args, f"hydra.run.dir={tmp_path}/run")
     assert result.returncode == 2, result.stderr

@@ -63,6 +63,7 @@ def test_ddp_and_ddp_spawn_under_hydra_write_one_record_per_run(tmp_path):
     assert spawned["metrics"] == popen["metrics"]  # the same training, whichever way the ranks start
 
 
+@pytest.mark.slow
 def test_an_unknown_strategy_is_refused_before_training(tmp_path):
     result = run_train_py("trainer.strategy=fsdp", f"hydra.run.dir={tmp_path}", *TINY)
     assert result.returncode == 2

@@ -12,6 +12,7 @@ def dataset(name):
     return dm.data, dm.labels
 
 
+@pytest.mark.slow
 def test_digits_classifier_reaches_97_percent_held_out():
     data, labels = dataset("digits")
     _, accuracy = train_classifier(data, labels, epochs=30)

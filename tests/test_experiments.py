@@ -144,6 +144,7 @@ def test_short_grid_preset_runs_and_reports_mode_metrics(tmp_path):
     assert set(record["metrics"]["raw"]) == {"modes", "hq", "reverse_kl"}
 
 
+@pytest.mark.slow
 def test_sndcgan_trains_with_spectral_norm_on_32px_images(tmp_path):
     """The preset's nets in a real (tiny) run; CIFAR-10 itself cannot be fetched here, a folder of 32x32
     images stands in, and spectral norm wraps every D conv."""

@@ -197,6 +197,7 @@ def test_an_optimiser_chosen_on_the_command_line_wins_over_the_wgan_recipe():
     assert make_module("loss=wgan", "optim.d.lr=1e-3").configure_optimizers()[1].param_groups[0]["lr"] == 1e-3
 
 
+@pytest.mark.slow
 def test_wgan_gp_loss_refuses_a_batch_norm_critic_on_one_line(tmp_path):
     """Like trick=gradient_penalty: the per-sample penalty is meaningless when batch statistics couple
     the samples. WGAN with clipping keeps its batch-norm critic (Arjovsky et al. use DCGAN's)."""

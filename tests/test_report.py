@@ -59,6 +59,7 @@ def test_design_reference_cell_is_used_and_can_be_overridden(tmp_path):
     assert reference_of(cells["-a"], cells, override="-b").name == "-b"
 
 
+@pytest.mark.slow
 def test_report_tables_differences_failures_and_plots(tmp_path):
     for seed, modes in enumerate([6, 8, 7]):
         _write(tmp_path, f"b{seed}", tricks=[], seed=seed, status="ok", extractor="mode_metrics",

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 from gan_ablate.tricks import TRICKS as TRICKS_BY_NAME
@@ -75,6 +77,7 @@ def table_of(records: list[dict], folder) -> subprocess.CompletedProcess:
     return out
 
 
+@pytest.mark.slow
 def test_table_means_standard_errors_and_verdicts_come_from_the_records(tmp_path):
     records = [record("baseline", s, m, 0.5) for s, m in enumerate([4, 5, 6])]
     records += [record("+spectral_norm", s, m, 0.5) for s, m in enumerate([7, 8, 8])]
@@ -91,6 +94,7 @@ def test_table_means_standard_errors_and_verdicts_come_from_the_records(tmp_path
     assert rows["`+ema`"][4] == "worse hq (-30.0)"
 
 
+@pytest.mark.slow
 def test_cells_that_read_the_mode_labels_ran_an_old_mechanism_or_never_acted_are_set_apart(tmp_path):
     """Each such cell leaves the comparison (no verdict, however large its difference) for a table of
     its own that says why; the cells beside them keep their verdicts."""

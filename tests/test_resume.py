@@ -132,6 +132,7 @@ def test_a_finished_run_started_again_returns_its_record_without_training(tmp_pa
     assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_a_folder_holding_another_run_is_refused_naming_the_key(tmp_path):
     run_train_py(*TINY, "trainer.max_steps=5", "metrics.every=0", f"hydra.run.dir={tmp_path}")
     result = run_train_py(*TINY, "trainer.max_steps=6", "metrics.every=0", f"hydra.run.dir={tmp_path}")
@@ -146,6 +147,7 @@ def test_a_folder_holding_another_run_is_refused_naming_the_key(tmp_path):
                          {"ablation": {"tricks": ["a"]}, "trick": {"a": {}}}) is None
 
 
+@pytest.mark.slow
 def test_a_sweep_job_whose_folder_holds_another_run_fails_and_keeps_that_record(tmp_path):
     run_train_py(*TINY, "trainer.max_steps=5", "metrics.every=0", f"hydra.run.dir={tmp_path}/0")
     before = (tmp_path / "0" / "result.json").read_text()

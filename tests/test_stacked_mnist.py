@@ -10,6 +10,7 @@ from gan_ablate.metrics.domain import load_or_train
 from gan_ablate.metrics.stacked import mode_coverage, stacked_modes
 
 
+@pytest.mark.slow
 def test_stacked_data_is_three_digits_with_their_mode():
     dm = build_datamodule(DataConfig(name="stacked_mnist", n_points=500, channels=3), 1).prepare()
     mnist = build_datamodule(DataConfig(name="mnist"), 1).prepare()

@@ -121,6 +121,7 @@ def test_a_raising_cell_is_recorded_failed_the_others_land_and_the_exit_code_say
     assert report.count("| failed | UnpicklingError") == 2
 
 
+@pytest.mark.slow
 def test_sweeper_refuses_trick_and_seed_overrides_and_bad_designs(tmp_path):
     result = run_train_py("-m", "hydra/sweeper=ablation", "ablation.tricks=[ema]", "seed=0,1",
                           f"hydra.sweep.dir={tmp_path}")

@@ -229,6 +229,7 @@ def test_minibatch_discrimination_refused_with_wgan_gp():
         check_config(make_cfg("trick=[minibatch_discrimination,wgan_gp]"))
 
 
+@pytest.mark.slow
 def test_conditional_generator_follows_the_asked_class():
     """Classifier: the nearest ring mode of a sample generated for class y is mode y."""
     from gan_ablate.data.toy import ring_modes
@@ -348,6 +349,7 @@ def test_checkpoint_swap_first_swap_is_where_the_schedule_puts_it_and_a_run_too_
     assert trick.parked is not None and trick.first_swap() == 8
 
 
+@pytest.mark.slow
 def test_checkpoint_swap_on_the_short_grid_preset_is_refused_on_one_line(tmp_path):
     """Its defaults (first swap after 500 iterations) on pacgan_grid_short's 500: a results row that
     would be the baseline's under another name."""
