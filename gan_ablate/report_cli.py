@@ -1,8 +1,9 @@
 """`gan-ablate-report SWEEP_DIR` (or `python scripts/report.py SWEEP_DIR`): turn a sweep into an ablation
-report: one table per metric (mean, standard error and 95% CI over seeds per cell, difference to the
-reference cell with its 95% interval), the runs that were skipped, failed, diverged or are still running,
-and plots (metric per cell, training curves of losses, gradient norms and evaluation metrics, last
-samples per cell).
+report: how each cell's runs ended (diverged, failed, collapsed: the rate with its 95% Wilson interval),
+one table per metric (mean, standard error and 95% CI over runs per cell, difference to the reference
+cell with the p of an exact permutation test and that p adjusted over the table's comparisons), the
+runs that were skipped, failed, diverged or are still running, and plots (metric per cell, training
+curves of losses, gradient norms and evaluation metrics, last samples per cell).
 
     gan-ablate-report multirun/2026-11-23/10-00-00
     make report DIR=multirun/2026-11-23/10-00-00
@@ -24,13 +25,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", help="the cell every other is compared with (default: the design's "
                                             "reference, e.g. 'baseline' for add_one, 'all' for leave_one_out)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--adjust", choices=("holm", "bh", "none"), default="holm",
+                        help="multiplicity adjustment of the p-values of each table: Holm (family-wise error, the "
+                             "default), Benjamini-Hochberg (false discovery rate) or none")
+    parser.add_argument("--failed-as", choices=("worst", "exclude"), default="worst",
+                        help="diverged and failed runs enter each metric as the worst value of its table (default: "
+                             "otherwise a trick is judged only on the seeds it survived), or are left out")
+    parser.add_argument("--collapsed-modes", type=float, default=1, metavar="N",
+                        help="a finished run covering at most N modes counts as collapsed (default 1)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a folder")
-    from gan_ablate.sweep.report import build_report, to_html, to_markdown  # after --help: matplotlib is slow
+    from gan_ablate.sweep.aggregate import Analysis  # after --help: scipy and matplotlib are slow
+    from gan_ablate.sweep.report import build_report, to_html, to_markdown
 
+    analysis = Analysis(adjust=args.adjust, failed_as=args.failed_as, collapsed_modes=args.collapsed_modes)
     try:
-        report = build_report(args.sweep_dir, args.reference, plots=not args.no_plots)
+        report = build_report(args.sweep_dir, args.reference, plots=not args.no_plots, analysis=analysis)
     except FileNotFoundError as e:
         sys.exit(f"gan-ablate-report: {e}")
     markdown = to_markdown(report)

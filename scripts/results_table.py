@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """docs/results.md from a sweep of the PacGAN 2-D short protocols: per data set, one row per cell
-(baseline and each trick added alone) with modes / HQ% / reverse KL over seeds (mean ± standard
-error), the difference to the baseline where its 95% Welch interval excludes 0, and the PacGAN
-paper's Table 1 row beside them.
+(baseline and each trick added alone) with its diverged/failed/collapsed runs (95% Wilson interval),
+modes / HQ% / reverse KL over its runs (mean ± standard error; a diverged or failed run counts as the
+worst value of the table), the difference to the baseline where an exact permutation test, Holm-
+adjusted over the table's comparisons, gives p < 0.05, and the PacGAN paper's Table 1 row beside them.
 
     make results                                   # runs the sweep, then this script
     python scripts/results_table.py multirun/results --out docs/results.md
@@ -23,7 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_ablate.record import METRIC_DIRECTIONS, load_records  # noqa: E402
-from gan_ablate.sweep.aggregate import difference, set_apart_reason, summarise  # noqa: E402
+from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, FAILED, Analysis, compare, outcomes,  # noqa: E402
+                                       runs_text, set_apart_reason, summarise, tested, with_failures,
+                                       worst_value)
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("modes", "hq", "reverse_kl")
@@ -52,35 +55,46 @@ def primary_value(record: dict, metric: str) -> float | None:
     return 100 * float(value) if metric == "hq" else float(value)
 
 
-def cell_rows(records: list[dict]) -> tuple[list[list[str]], list[list[str]]]:
-    """The rows of the comparison, and the rows set apart (their last column: why)."""
+def cell_rows(records: list[dict], analysis: Analysis = Analysis()) -> tuple[list[list[str]], list[list[str]], int]:
+    """The rows of the comparison, the rows set apart (their last column: why), and how many comparisons
+    the verdicts were adjusted over (every metric of every compared cell: the table is one family)."""
     by_cell: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: r.get("job_num") or 0):
         by_cell.setdefault(r.get("cell") or "baseline", []).append(r)
-    baseline = by_cell.get("baseline", [])
+    why = {cell: None if cell == "baseline" else set_apart_reason(runs) for cell, runs in by_cell.items()}
+    failed = {cell: sum(r.get("status") in FAILED for r in runs) for cell, runs in by_cell.items()}
+    samples, imputed = {}, {}
+    for metric in METRICS:
+        finished = {cell: [v for v in (primary_value(r, metric) for r in runs if r.get("status") == "ok")
+                           if v is not None] for cell, runs in by_cell.items()}
+        worst = worst_value([v for values in finished.values() for v in values], METRIC_DIRECTIONS[metric])
+        imputed[metric] = analysis.failed_as == "worst" and worst is not None
+        for cell in by_cell:
+            samples[cell, metric] = with_failures(finished[cell], failed[cell], worst, analysis)
+    compared = [(cell, metric) for cell in by_cell if cell != "baseline" and not why[cell]
+                for metric in METRICS if "baseline" in by_cell]
+    comparisons = dict(zip(compared, compare([(samples[key], samples["baseline", key[1]]) for key in compared],
+                                             analysis)))
+    p_label = "p" if analysis.adjust == "none" else "adjusted p"
     rows, apart = [], []
     for cell, runs in by_cell.items():
-        why = None if cell == "baseline" else set_apart_reason(runs)
-        ok = [r for r in runs if r.get("status") == "ok"]
-        row = [f"`{cell}`", str(len(ok)) + ("" if len(ok) == len(runs) else f" of {len(runs)}")]
+        o = outcomes(runs, analysis.collapsed_modes)
+        row = [f"`{cell}`", runs_text(o.ok, failed[cell], imputed[METRICS[0]]),
+               f"{o.bad}/{o.runs} [{o.rate_low:.2f}, {o.rate_high:.2f}]" if o.runs else "–"]
         verdicts = []
         for metric in METRICS:
-            values = [v for v in (primary_value(r, metric) for r in ok) if v is not None]
-            s = summarise(values)
+            s = summarise(samples[cell, metric])
             places = DECIMALS[metric]
             row.append("–" if s.n == 0 else f"{s.mean:.{places}f} ± {s.se:.{places}f}" if s.n > 1
                        else f"{s.mean:.{places}f}")
-            if cell != "baseline" and not why:
-                ref = [v for v in (primary_value(r, metric) for r in baseline if r.get("status") == "ok") if v is not None]
-                d = difference(values, ref)
-                if not math.isnan(d.ci_low) and (d.ci_low > 0 or d.ci_high < 0):
-                    better = (d.mean > 0) == (METRIC_DIRECTIONS[metric] > 0)
-                    verdicts.append(f"{'better' if better else 'worse'} {metric} ({d.mean:+.{places}f})")
-        if why:
-            apart.append(row + [why])
+            c = comparisons.get((cell, metric))
+            if c is not None and (call := c.call(METRIC_DIRECTIONS[metric])):
+                verdicts.append(f"{call} {metric} ({c.diff:+.{places}f}, {p_label} {c.p_adjusted:.2g})")
+        if why[cell]:
+            apart.append(row + [why[cell]])
         else:
             rows.append(row + [", ".join(verdicts)])
-    return rows, apart
+    return rows, apart, tested(list(comparisons.values()))
 
 
 def plot(records: list[dict], out: Path) -> None:
@@ -118,7 +132,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def render(records: list[dict], command: str) -> str:
+def render(records: list[dict], command: str, analysis: Analysis = Analysis()) -> str:
     statuses = Counter(r.get("status") for r in records)
     iterations = sorted({r.get("iterations") for r in records if r.get("status") == "ok"})
     out = [
@@ -144,10 +158,16 @@ def render(records: list[dict], command: str) -> str:
         "the scale, not a target: what means something is the comparison between the rows of one table",
         "(same budget, same seeds). The grid runs are shorter than the ring's only to fit the whole table",
         "into a working session on 2 CPU cores (two runs at a time, one thread each).",
-        "The paper's row is its mean ± s.e. over its own trials; here each cell has 3 seeds, and a trick is",
-        "called better or worse only where the 95% Welch interval of its difference to the baseline",
-        f"excludes 0 — with 3 seeds and {len({r.get('cell') for r in records} - {'baseline'})} comparisons per "
-        "table, expect one or two such calls by chance.",
+        "The paper's row is its mean ± s.e. over its own trials. Here a cell's runs are its seeds; a run",
+        "that diverged or failed " + ("counts as the worst value any run of its table reached."
+                                      if analysis.failed_as == "worst" else "is left out of the means."),
+        "`failure rate`: the runs that diverged, failed or collapsed to at most one mode, with the 95%",
+        "Wilson interval of that rate. A trick is called better or worse only where an exact permutation",
+        "test of its difference to the baseline gives p < 0.05"
+        + (f" after {ADJUSTMENT_NAMES[analysis.adjust]} adjustment over every comparison of its table (each"
+           if analysis.adjust != "none" else " (not adjusted for multiplicity; each"),
+        "metric of each cell). With 3 seeds a side no such test can go below p = 0.1: 3-seed tables call",
+        "nothing, and a call needs more seeds, not a looser test.",
         "",
         "![modes and HQ% per cell, mean ± s.e. over seeds; dashed: the baseline](results.png)",
         "",
@@ -155,15 +175,18 @@ def render(records: list[dict], command: str) -> str:
         "`ema` is judged on its EMA generator (decay 0.999), every other cell on the raw G.",
         *[f"`{name}` is left out: {why}" for name, why in LEFT_OUT.items()],
     ]
-    header = ["cell", "seeds", "modes", "HQ %", "reverse KL", "vs baseline (95% CI excludes 0)"]
+    header = ["cell", "seeds", "failure rate [95% Wilson]", "modes", "HQ %", "reverse KL",
+              "vs baseline (adjusted p < 0.05)"]
     for data, preset in PRESETS.items():
         runs = [r for r in records if r.get("data") == data]
         if not runs:
             continue
         total, *paper = PAPER[data]
-        rows, apart = cell_rows(runs)
-        out += ["", f"## {data} (`experiment={preset}`, {total} modes)", "",
-                markdown_table(header, [["PacGAN paper, GAN, 400 epochs", "–", *paper, ""]] + rows)]
+        rows, apart, n_compared = cell_rows(runs, analysis)
+        family = (f"{ADJUSTMENT_NAMES[analysis.adjust]}-adjusted over the {n_compared} comparisons of this table"
+                  if analysis.adjust != "none" else "p not adjusted for multiplicity")
+        out += ["", f"## {data} (`experiment={preset}`, {total} modes)", "", f"Verdicts: {family}.", "",
+                markdown_table(header, [["PacGAN paper, GAN, 400 epochs", "–", "–", *paper, ""]] + rows)]
         if apart:
             out += ["", f"Set apart on {data}: no verdict, not comparable with the rows above.", "",
                     markdown_table(header[:-1] + ["why set apart"], apart)]
@@ -178,11 +201,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="the sweep folder `make results` wrote (multirun/results)")
     parser.add_argument("--out", type=Path, help="write the markdown here (default: print it)")
+    parser.add_argument("--adjust", choices=("holm", "bh", "none"), default="holm",
+                        help="multiplicity adjustment over each table's comparisons (default Holm)")
+    parser.add_argument("--failed-as", choices=("worst", "exclude"), default="worst",
+                        help="diverged and failed runs as the worst value of the table (default) or left out")
     args = parser.parse_args()
     records = load_records(args.sweep_dir) if args.sweep_dir.is_dir() else []
     if not records:
         sys.exit(f"results_table: no result.json under {args.sweep_dir}; run `make results` first")
-    text = render(records, regenerating_command())
+    text = render(records, regenerating_command(), Analysis(adjust=args.adjust, failed_as=args.failed_as))
     if args.out:
         args.out.write_text(text)
         plot(records, args.out.with_name("results.png"))

@@ -121,6 +121,7 @@ def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     table_html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "instance_noise" in table_html and "baseline" in table_html and "reference" in table_html
+    assert "adjusted p (Holm)" in table_html and "failure rate [95% Wilson]" in table_html  # the report's statistics
     assert "modes (raw G)" in "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(pictures) >= 6  # 3 mode metrics, losses, evaluation curves, samples

@@ -8,9 +8,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
-
 from conftest import ROOT
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+from test_statistics import exact_two_sided_p
 
 from gan_ablate.tricks import TRICKS as TRICKS_BY_NAME
 
@@ -77,21 +81,47 @@ def table_of(records: list[dict], folder) -> subprocess.CompletedProcess:
     return out
 
 
+def table_rows(out: subprocess.CompletedProcess) -> dict[str, list[str]]:
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.stdout.splitlines() if line.startswith("| `")}
+
+
 @pytest.mark.slow
 def test_table_means_standard_errors_and_verdicts_come_from_the_records(tmp_path):
-    records = [record("baseline", s, m, 0.5) for s, m in enumerate([4, 5, 6])]
-    records += [record("+spectral_norm", s, m, 0.5) for s, m in enumerate([7, 8, 8])]
-    records += [record("+ema", s, 5, h, primary="ema") for s, h in enumerate([0.1, 0.2, 0.3])]
-    for r in records[-3:]:
+    baseline_modes, spectral_modes, ema_hq = [4, 5, 6] * 2, [7, 8, 8] * 2, [0.1, 0.2, 0.3] * 2
+    records = [record("baseline", s, m, 0.5) for s, m in enumerate(baseline_modes)]
+    records += [record("+spectral_norm", s, m, 0.5) for s, m in enumerate(spectral_modes)]
+    records += [record("+ema", s, 5, h, primary="ema") for s, h in enumerate(ema_hq)]
+    for r in records[-6:]:
         r.update(tricks=["ema"], trick_revisions={"ema": TRICKS_BY_NAME["ema"].revision})
     out = table_of(records, tmp_path)
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in out.stdout.splitlines() if line.startswith("| `")}
-    assert rows["`baseline`"][:3] == ["3", "5.00 ± 0.58", "50.0 ± 0.0"]
-    assert rows["`+spectral_norm`"][1] == "7.67 ± 0.33"
-    assert rows["`+spectral_norm`"][4].startswith("better modes (+2.67)")
-    assert rows["`+ema`"][2] == "20.0 ± 5.8"  # the EMA generator's HQ, not the raw one's
-    assert rows["`+ema`"][4] == "worse hq (-30.0)"
+    rows = table_rows(out)
+    low, high = proportion_confint(0, 6, method="wilson")
+    assert rows["`baseline`"][:4] == ["6", f"0/6 [{low:.2f}, {high:.2f}]", f"5.00 ± {stats.sem(baseline_modes):.2f}",
+                                      "50.0 ± 0.0"]
+    assert rows["`+spectral_norm`"][2] == f"{np.mean(spectral_modes):.2f} ± {stats.sem(spectral_modes):.2f}"
+    assert rows["`+ema`"][3] == f"20.0 ± {stats.sem([100 * h for h in ema_hq]):.1f}"  # the EMA G's HQ, not the raw
+    # one family: every metric of every cell in the table, Holm-adjusted together
+    baseline = {"modes": baseline_modes, "hq": [50.0] * 6, "reverse_kl": [0.1] * 6}
+    cells = {"+spectral_norm": {"modes": spectral_modes, "hq": [50.0] * 6, "reverse_kl": [0.1] * 6},
+             "+ema": {"modes": [5] * 6, "hq": [100 * h for h in ema_hq], "reverse_kl": [0.1] * 6}}
+    p = {(c, m): exact_two_sided_p(values, baseline[m])
+         for c, per_metric in cells.items() for m, values in per_metric.items()}
+    adjusted = dict(zip(p, multipletests(list(p.values()), method="holm")[1]))
+    assert "Holm-adjusted over the 6 comparisons of this table" in out.stdout
+    assert rows["`+spectral_norm`"][5] == f"better modes (+2.67, adjusted p {adjusted['+spectral_norm', 'modes']:.2g})"
+    assert rows["`+ema`"][5] == f"worse hq (-30.0, adjusted p {adjusted['+ema', 'hq']:.2g})"
+
+
+@pytest.mark.slow
+def test_diverged_runs_count_in_the_failure_rate_and_as_the_worst_value(tmp_path):
+    records = [record("baseline", s, m, 0.5) for s, m in enumerate([4, 5, 6])]
+    records += [record("+instance_noise", s, 8, 0.5) for s in range(3)]
+    records += [dict(record("+instance_noise", s, 0, 0), status="diverged", metrics={}) for s in (3, 4)]
+    rows = table_rows(table_of(records, tmp_path))
+    low, high = proportion_confint(2, 5, method="wilson")
+    assert rows["`+instance_noise`"][:3] == ["5 (2 as worst)", f"2/5 [{low:.2f}, {high:.2f}]",
+                                             f"{np.mean([8, 8, 8, 4, 4]):.2f} ± {stats.sem([8, 8, 8, 4, 4]):.2f}"]
 
 
 @pytest.mark.slow
@@ -101,14 +131,14 @@ def test_cells_that_read_the_mode_labels_ran_an_old_mechanism_or_never_acted_are
     from gan_ablate.cli import compose_config
     from omegaconf import OmegaConf
 
-    records = [record("baseline", s, m, 0.1) for s, m in enumerate([1, 2, 3])]
+    records = [record("baseline", s, m, 0.1) for s, m in enumerate([1, 2, 3] * 2)]
     records += [dict(record("+conditional", s, 8, 0.9), tricks=["conditional"]) for s in range(3)]
     records += [dict(record("+ema", s, 8, 0.9, primary="ema"), tricks=["ema"]) for s in range(3)]  # revision 1
     # the old sweep's grid cell: the catalogue defaults, first swap after 500 of 500 iterations
     swap = OmegaConf.to_container(compose_config(["experiment=pacgan_grid_short", "trick=[checkpoint_swap]"]),
                                   resolve=True)
     records += [dict(record("+checkpoint_swap", s, 8, 0.9), tricks=["checkpoint_swap"], config=swap) for s in range(3)]
-    records += [dict(record("+ttur", s, 8, 0.9), tricks=["ttur"]) for s in range(3)]
+    records += [dict(record("+ttur", s, 8, 0.9), tricks=["ttur"]) for s in range(6)]  # 3 seeds could call nothing
     out = table_of(records, tmp_path)
     main, _, apart = out.stdout.partition("Set apart on ring8")
     assert "`+ttur`" in main and "better modes" in main

@@ -1,7 +1,8 @@
-"""The ablation report of a sweep folder: tables (mean, s.e., 95% CI over seeds, difference to the
-reference cell with its interval), plots (metric per cell, training curves, last samples per cell),
-written as report.md and report.html next to the PNGs. Reads only result.json files and each run's
-csv/metrics.csv, so it works on a sweep that is still running."""
+"""The ablation report of a sweep folder: tables (how each cell's runs ended, with the failure rate and
+its Wilson interval; per metric the mean, s.e. and 95% CI over runs, the difference to the reference
+cell with its exact permutation p, adjusted over the table), plots (metric per cell, training curves,
+last samples per cell), written as report.md and report.html next to the PNGs. Reads only result.json
+files and each run's csv/metrics.csv, so it works on a sweep that is still running."""
 from __future__ import annotations
 
 import html
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Optional
 
 from gan_ablate.record import METRIC_DIRECTIONS, load_records
-from gan_ablate.sweep.aggregate import (Cell, difference, group_cells, is_reference, metric_names, reference_of,
-                                       summarise)
+from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, compare,
+                                       group_cells, is_reference, metric_names, reference_of, runs_text, summarise,
+                                       tested, with_failures, worst_value)
 
 CURVES = {"losses": ("loss/d", "loss/g"), "gradient norms": ("grad_norm/d", "grad_norm/g")}
 
@@ -38,34 +40,85 @@ class Report:
     notes: list[str] = field(default_factory=list)  # warnings and legends, shown above the tables
 
 
-def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optional[str] = None) -> Optional[Table]:
-    """One row per cell: `metric` of the `net` generator (raw or ema) over seeds."""
+def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optional[str] = None,
+                 analysis: Analysis = Analysis()) -> Optional[Table]:
+    """One row per cell: `metric` of the `net` generator (raw or ema) over its runs, and the cell's
+    comparison with its reference, adjusted over every comparison of this table."""
     direction = METRIC_DIRECTIONS.get(metric, 0)
     better = {1: "higher is better", -1: "lower is better"}.get(direction, "")
-    rows = []
+    finished = {name: cell.values(net, metric) for name, cell in cells.items()}
+    worst = worst_value([v for values in finished.values() for v in values], direction)
+    imputed = analysis.failed_as == "worst" and worst is not None
+    samples = {name: with_failures(finished[name], cell.n_failed(), worst, analysis) for name, cell in cells.items()}
+    rows, pairs, compared = [], [], []
     for cell in cells.values():
-        values = cell.values(net, metric)
+        values = samples[cell.name]
         if not values:
             continue
         s = summarise(values)
+        ci = "–" if math.isnan(s.ci_low) else f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
         ref = reference_of(cell, cells, reference)
         if ref is None or ref is cell:
-            diff_text = "reference" if ref is cell else "–"
+            comparison = ["reference" if ref is cell else "–", "", "", ""]
         elif cell.set_apart():
-            diff_text = "set apart (see 'Cells set apart')"
+            comparison = ["", "", "", "set apart (see 'Cells set apart')"]  # no call, whatever its numbers
         else:
-            d = difference(values, ref.values(net, metric))
-            verdict = ""
-            if not math.isnan(d.ci_low) and direction and (d.ci_low > 0 or d.ci_high < 0):
-                verdict = " better" if (d.mean > 0) == (direction > 0) else " worse"
-            diff_text = f"{fmt(d.mean)} [{fmt(d.ci_low)}, {fmt(d.ci_high)}]{verdict}"
-        rows.append([cell.name, str(s.n), fmt(s.mean), fmt(s.se), f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]", diff_text])
+            comparison = []  # filled in once the whole table's p-values are adjusted together
+            pairs.append((values, samples[ref.name]))
+            compared.append(len(rows))
+        rows.append([cell.name, runs_text(len(finished[cell.name]), cell.n_failed(), imputed),
+                     fmt(s.mean), fmt(s.se), ci] + comparison)
     if not rows:
         return None
-    note = (f"{better}; " if better else "") + ("Δ: difference to the reference cell with its 95% Welch interval, "
-                                               "'better'/'worse' where that interval excludes 0")
-    return Table(f"{metric} ({net} G)", ["cell", "seeds", "mean", "s.e.", "95% CI", "Δ vs reference [95% CI]"],
+    comparisons = compare(pairs, analysis)
+    for i, c in zip(compared, comparisons):
+        call = c.call(direction) or ("n too small" if c.too_few_runs() else "")
+        rows[i] += [fmt(c.diff), fmt(c.p), fmt(c.p_adjusted), call]
+    adjusted = ADJUSTMENT_NAMES[analysis.adjust]
+    family = (f"adjusted p: {adjusted} over the {tested(comparisons)} comparisons of this table"
+              if analysis.adjust != "none"
+              else "p not adjusted for the other comparisons of this table")
+    note = ((f"{better}; " if better else "")
+            + "Δ: mean of the cell minus its reference's; p: exact permutation test of that difference (every "
+            f"relabelling of the runs up to {EXACT_RELABELLINGS:,}); {family}; 'better'/'worse' where the "
+            f"adjusted p < {ALPHA}, 'n too small' where no relabelling of so few runs can reach it; runs: "
+            + (f"a diverged or failed run counts as the worst value of this table ({fmt(worst)})" if imputed
+               else "finished runs of all that ended (diverged and failed runs are left out)"))
+    return Table(f"{metric} ({net} G)",
+                 ["cell", "runs", "mean", "s.e.", "95% CI", "Δ vs reference", "p", f"adjusted p ({adjusted})", "call"],
                  rows, note)
+
+
+def outcome_table(cells: dict[str, Cell], analysis: Analysis) -> Optional[Table]:
+    """Per cell, how its runs ended: a trick that kills 2 of 5 seeds shows it here, whatever its means."""
+    found = {name: cell.outcomes(analysis.collapsed_modes) for name, cell in cells.items()}
+    if not any(o.runs for o in found.values()):
+        return None
+    with_modes = any(o.collapsed is not None for o in found.values())
+    collapsed = f"collapsed (modes ≤ {analysis.collapsed_modes:g})"
+    rows = [[name, str(o.runs), str(o.ok), str(o.diverged), str(o.failed)]
+            + ([str(o.collapsed or 0)] if with_modes else [])
+            + [f"{o.bad}/{o.runs} = {fmt(o.rate)} [{fmt(o.rate_low)}, {fmt(o.rate_high)}]" if o.runs else "–"]
+            for name, o in found.items()]
+    what = "diverged, failed or collapsed" if with_modes else "diverged or failed"
+    return Table("Outcomes per cell",
+                 ["cell", "runs", "ok", "diverged", "failed"] + ([collapsed] if with_modes else [])
+                 + ["failure rate [95% Wilson]"], rows,
+                 f"runs: those that ended (running and skipped ones are not counted); failure rate: {what} runs "
+                 "over runs, with its 95% Wilson interval"
+                 + (f"; collapsed: finished with its judged generator covering at most {analysis.collapsed_modes:g} "
+                    "mode(s) (--collapsed-modes)" if with_modes else ""))
+
+
+def analysis_note(analysis: Analysis) -> str:
+    adjusted = (f"p-values adjusted with {ADJUSTMENT_NAMES[analysis.adjust]} over the comparisons of each table"
+                if analysis.adjust != "none" else "p-values not adjusted for multiplicity (--adjust none)")
+    failures = ("diverged and failed runs count as the worst value of their table (--failed-as worst, the "
+                "default: leaving them out would judge a trick only on the seeds it survived)"
+                if analysis.failed_as == "worst" else
+                "diverged and failed runs are left out of the metrics (--failed-as exclude: the metrics describe "
+                "the runs that finished; 'Outcomes per cell' counts the others)")
+    return f"Comparisons: exact permutation tests, {adjusted}; {failures}"
 
 
 DESIGN_LEGENDS = {
@@ -103,17 +156,18 @@ def runs_without_results(records: list[dict]) -> Optional[Table]:
                  "or gradient norm became NaN or Inf, and the run stopped soon after")
 
 
-def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool = True) -> Report:
+def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool = True,
+                 analysis: Analysis = Analysis()) -> Report:
     """The report of the result.json records under `sweep_dir`; plots go to `sweep_dir`/report/."""
     sweep_dir = Path(sweep_dir)
     records = load_records(sweep_dir)
     if not records:
         raise FileNotFoundError(f"no result.json under {sweep_dir}")
-    return report_of(records, str(sweep_dir), sweep_dir / "report" if plots else None, reference)
+    return report_of(records, str(sweep_dir), sweep_dir / "report" if plots else None, reference, analysis)
 
 
 def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
-              reference: Optional[str] = None) -> Report:
+              reference: Optional[str] = None, analysis: Analysis = Analysis()) -> Report:
     """The report of any records (local result.json files, or runs read from W&B)."""
     cells = group_cells(records)
     statuses = sorted({r.get("status", "?") for r in records})
@@ -128,10 +182,12 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
         report.notes.append(f"**Warning**: runs measured with different extractors ({', '.join(extractors)}): "
                                "their numbers are not comparable")
     report.notes += [DESIGN_LEGENDS[d] for d in design if d in DESIGN_LEGENDS]
+    report.notes.append(analysis_note(analysis))
     metrics = metric_names(records)
     primary = next((r["primary"] for r in records if r.get("primary")), "raw")
     nets = [primary] + [n for n in ("raw", "ema") if n != primary]
-    report.tables = [t for m in metrics for n in nets if (t := metric_table(m, n, cells, reference))]
+    report.tables = [t for t in (outcome_table(cells, analysis),) if t]
+    report.tables += [t for m in metrics for n in nets if (t := metric_table(m, n, cells, reference, analysis))]
     report.tables += [t for t in (cells_set_apart(cells), runs_without_results(records)) if t]
     if plot_dir is not None:
         from gan_ablate.sweep import report_plots
@@ -139,7 +195,7 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
         out = Path(plot_dir)
         out.mkdir(parents=True, exist_ok=True)
         for m in metrics:
-            report.figures.append((f"{m} per cell (mean and 95% CI over seeds; dots are seeds)",
+            report.figures.append((f"{m} per cell (mean and 95% CI over the finished runs; dots are runs)",
                                    report_plots.metric_per_cell(cells, m, out)))
         for title, keys in CURVES.items():
             path = report_plots.training_curves(cells, keys, title, out)
@@ -191,8 +247,8 @@ def to_html(report: Report, image_prefix: str = "report/") -> str:
     return "\n".join(parts)
 
 
-def write_report(sweep_dir: Path, reference: Optional[str] = None) -> Report:
-    report = build_report(sweep_dir, reference)
+def write_report(sweep_dir: Path, reference: Optional[str] = None, analysis: Analysis = Analysis()) -> Report:
+    report = build_report(sweep_dir, reference, analysis=analysis)
     (Path(sweep_dir) / "report.md").write_text(to_markdown(report) + "\n")
     (Path(sweep_dir) / "report.html").write_text(to_html(report))
     return report
