@@ -1,11 +1,120 @@
 """Mechanism tests of the layers and nets the structural tricks build, and of their boundaries."""
+from types import SimpleNamespace
+
 import pytest
 import torch
-from conftest import make_cfg, make_module
+import torch.nn.functional as F
+from conftest import image_folders, make_cfg, make_module
 
-from gan_ablate.config import validate
+from gan_ablate.config import ConfigError, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.run import evaluation_latent
+from gan_ablate.tricks import StepContext
+from gan_ablate.tricks.architecture import MinibatchDiscriminationLayer, MultiGeneratorTrick
+from gan_ablate.tricks.labels import NoisyLabels
+
+
+def test_minibatch_discrimination_theta_starts_as_improved_gans_normal_0_05():
+    """openai/improved-gan's MinibatchLayer draws theta from lasagne.init.Normal(0.05). The forward pass
+    normalises theta's columns, so its scale only sets how far an optimiser step turns them (the
+    gradient of a weight-normalised column is 1/||theta|| times smaller): the init scale is the step size."""
+    theta = MinibatchDiscriminationLayer(64, kernels=100, kernel_dim=5).theta
+    assert theta.mean().item() == pytest.approx(0.0, abs=0.002)
+    assert theta.std().item() == pytest.approx(0.05, rel=0.02)
+
+
+def test_minibatch_discrimination_d_keeps_one_logit_per_sample():
+    """The layer's [f, o] goes through a final linear layer to D's single logit, as in improved-gan's D."""
+    module = make_module("trick=minibatch_discrimination")
+    x = module.real_batch()
+    assert module.D(x).shape == make_module().D(x).shape == (len(x), 1)
+
+
+@pytest.mark.parametrize("trick", ["multi_generator", "conditional", "acgan", "vae_gan"])
+def test_a_wrapped_generator_says_which_z_it_reads_as_a_plain_one_does(trick):
+    """G.z_dim is the width of the z that G reads (model.z_dim), whichever trick wraps G: code that
+    samples a generator reads it there."""
+    module = make_module(f"trick={trick}", "model.z_dim=3")
+    assert module.G.z_dim == make_module("model.z_dim=3").G.z_dim == 3
+    assert len(module.G(torch.randn(4, module.G.z_dim))) == 4
+
+
+def test_multi_generator_distinct_run_seeds_give_distinct_extra_generators():
+    """The extra generators' seeds are drawn from the run's seed over a range (2^62) wide enough that 50
+    runs never share one: the runs of a seed sweep each get extra generators of their own."""
+    G = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    first_extra = []
+    for seed in range(50):
+        gan = SimpleNamespace(G=G, cfg=SimpleNamespace(seed=seed, model=SimpleNamespace(init="default")))
+        MultiGeneratorTrick(MultiGeneratorTrick.Params(k=2)).setup(gan)
+        first_extra.append(tuple(gan.G.generators[1][0].weight.flatten().tolist()))
+    assert len(set(first_extra)) == 50
+
+
+def _kl_of_encoder(G, x):
+    """KL(q(z|x) || N(0, I)) by torch.distributions, summed over z's dimensions, averaged over the batch."""
+    mu, logvar = G.encode(x)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    return torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(dim=1).mean()
+
+
+def test_vae_gan_encoder_is_an_mlp_on_flattened_images():
+    """q(z|x) of an image batch: flatten, linear, LeakyReLU(0.2) (the slope of the project's Ds), linear
+    to 2 * z_dim outputs, the first half mu, the second log sigma^2; recomputed here from its layers."""
+    module = make_module("data=digits", "model=mlp", "trick=vae_gan", "model.z_dim=3")
+    x = module.real_data[:5]
+    first, last = [m for m in module.G.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    out = F.linear(F.leaky_relu(F.linear(x.flatten(1), first.weight, first.bias), 0.2), last.weight, last.bias)
+    mu, logvar = module.G.encode(x)
+    torch.testing.assert_close(mu, out[:, :3])
+    torch.testing.assert_close(logvar, out[:, 3:])
+
+
+def test_vae_gan_g_penalty_weights_the_kl_term():
+    """recon_weight=0: G's extra term is kl_weight * KL(q(z|x) || p(z)) of the real batch."""
+    module = make_module("trick=vae_gan", "trick.vae_gan.kl_weight=0.5", "trick.vae_gan.recon_weight=0")
+    (trick,) = module.tricks
+    x = module.real_data[:32]
+    module.real_batch = lambda: x
+    kl = _kl_of_encoder(module.G, x)
+    assert kl.item() > 0.01
+    torch.testing.assert_close(trick.g_penalty(module, None, StepContext(0, 100)), 0.5 * kl)
+
+
+def test_noisy_labels_p_0_never_flips_even_on_a_draw_of_exactly_0():
+    """p is the flip probability: U < p, with U ~ U[0, 1), flips with probability p exactly, and p=0
+    never flips. torch.rand can return 0.0 (a multiple of 2^-24): seed 146's stream does among its
+    first 32768 draws (checked here), the one draw on which U <= p would flip a target at p=0."""
+    real_t, fake_t = torch.ones(32768, 1), torch.zeros(32768, 1)
+    torch.manual_seed(146)
+    assert (torch.rand_like(real_t) == 0.0).any()
+    trick = NoisyLabels(NoisyLabels.Params(p=0.0))
+    torch.manual_seed(146)
+    real, fake = trick.d_targets(real_t, fake_t, StepContext(0, 100))
+    assert torch.equal(real, real_t) and torch.equal(fake, fake_t)
+
+
+@pytest.mark.parametrize("trick", ["conditional", "acgan"])
+def test_label_tricks_on_unlabelled_data_are_refused_saying_which_data_has_labels(trick, tmp_path):
+    good, _ = image_folders(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        make_module("data=image_folder", f"data.root={good}", "data.image_size=8", "data.channels=1",
+                    f"trick={trick}")
+    assert str(refused.value) == f"trick={trick} needs labelled data (data=digits, mnist, ring8 or grid25)"
+
+
+@pytest.mark.parametrize("trick", ["conditional", "acgan"])
+def test_label_tricks_rebuild_the_nets_from_the_runs_seed(trick):
+    """The nets they rebuild (G; conditional's D too) are initialised from the run's seed, as build_nets'
+    nets are: the same seed gives the same weights, another seed other weights, every one of them."""
+    def weights(seed):
+        torch.manual_seed(seed)  # as run.py seeds the process before it builds the module (AC-GAN's aux head)
+        module = make_module(f"trick={trick}", f"seed={seed}")
+        return [p.detach() for net in (module.G, module.D) for p in net.parameters()]
+
+    once, again, other = weights(1), weights(1), weights(2)
+    assert all(torch.equal(a, b) for a, b in zip(once, again))
+    assert not any(torch.equal(a, c) for a, c in zip(once, other))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
