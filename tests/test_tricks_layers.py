@@ -12,6 +12,8 @@ from gan_ablate.run import evaluation_latent
 from gan_ablate.tricks import StepContext
 from gan_ablate.tricks.architecture import MinibatchDiscriminationLayer, MultiGeneratorTrick
 from gan_ablate.tricks.labels import NoisyLabels
+from gan_ablate.tricks.latent import truncate
+from gan_ablate.tricks.noise import InstanceNoise
 
 
 def test_minibatch_discrimination_theta_starts_as_improved_gans_normal_0_05():
@@ -117,6 +119,18 @@ def test_label_tricks_rebuild_the_nets_from_the_runs_seed(trick):
     assert not any(torch.equal(a, c) for a, c in zip(once, other))
 
 
+def test_truncation_keeps_components_on_the_threshold():
+    """z follows the prior truncated to the closed interval [-t, t]: a component at +-t is kept, and a
+    resampled component landing on t is accepted (a draw that lands on t, then at 0)."""
+    draws = iter([0.5, 0.0])
+
+    def draw(n):
+        return torch.full((n,), next(draws))
+
+    z = torch.tensor([[0.5, -0.5, 2.0]])
+    torch.testing.assert_close(truncate(z, 0.5, draw), torch.tensor([[0.5, -0.5, 0.5]]))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_truncation_resamples_the_evaluation_latents_from_a_stream_of_its_own(seed):
     """The same evaluation z is truncated the same way every evaluation, whatever the training stream
@@ -132,3 +146,40 @@ def test_truncation_resamples_the_evaluation_latents_from_a_stream_of_its_own(se
     assert torch.equal(module.hooks.eval_latent(z), first)
     resampled = first[z.abs() > module.tricks[0].params.threshold]
     assert len(resampled) > 100 and not torch.isin(resampled, z).any()
+
+
+def test_instance_noise_adds_the_scheduled_std_times_a_standard_normal_draw():
+    """x + std_t * n, n ~ N(0, I) from the step's stream, at std_t = 1 (std=1 at iteration 0) as at a
+    decayed std_t = 0.5, recomputed here from the same stream."""
+    trick = InstanceNoise(InstanceNoise.Params(std=1.0))
+    x = torch.randn(16, 2)
+    for iteration, std in [(0, 1.0), (50, 0.5)]:
+        torch.manual_seed(4)
+        noisy = trick.d_input(x, StepContext(iteration, 100))
+        torch.manual_seed(4)
+        torch.testing.assert_close(noisy, x + std * torch.randn_like(x))
+
+
+def _output_channels_first(m):
+    """A layer's weight as the matrix that maps its input to one output channel per row (Miyato et al.
+    2018 normalise this one): ConvTranspose2d stores its output channels in dim 1."""
+    w = m.weight.detach()
+    return w.transpose(0, 1).flatten(1) if isinstance(m, torch.nn.ConvTranspose2d) else w.flatten(1)
+
+
+def test_spectral_norm_normalises_every_layer_of_both_nets_along_its_output_channels():
+    """on_g and on_d on DCGAN (Linear, Conv2d in D, ConvTranspose2d in G): every weight, as the matrix
+    from its input to its output channels, has largest singular value 1. n_power_iterations=50
+    power-method steps per forward pass make the estimate exact to 1e-3 after one pass (the weights read
+    here), which torch's default of 1 step does not."""
+    module = make_module("data=digits", "trick=spectral_norm", "trick.spectral_norm.on_g=true",
+                         "trick.spectral_norm.n_power_iterations=50", "model.g_channels=8", "model.d_channels=8")
+    layer_kinds = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    kinds = set()
+    for net in (module.G, module.D):
+        for m in net.modules():
+            if isinstance(m, layer_kinds):
+                kinds.add(next(kind for kind in layer_kinds if isinstance(m, kind)))
+                sigma = torch.linalg.matrix_norm(_output_channels_first(m), ord=2).item()
+                assert sigma == pytest.approx(1.0, abs=1e-3), m
+    assert kinds == set(layer_kinds)
