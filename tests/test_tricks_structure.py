@@ -1,4 +1,6 @@
 """Mechanism tests of the tricks that change nets, latents, objectives or the update schedule."""
+import re
+
 import pytest
 import torch
 from conftest import make_cfg, make_module
@@ -154,7 +156,8 @@ def test_truncation_resamples_from_the_runs_prior():
     assert near_zero / near_edge == pytest.approx(1.0, abs=0.05)
     gaussian = make_module("trick=truncation", "trick.truncation.threshold=0.5").hooks.eval_latent(z)[~inside].abs()
     assert (gaussian < 0.1).sum().item() / (gaussian > 0.4).sum().item() == pytest.approx(1.13, abs=0.05)
-    with pytest.raises(TrickConflict, match="trick.truncation.threshold=1.0 truncates nothing of latent=uniform_z"):
+    with pytest.raises(TrickConflict, match=re.escape("trick.truncation.threshold=1.0 truncates nothing of "
+                                                      "latent=uniform_z's U(-1, 1): choose a threshold below 1")):
         make_module("latent=uniform_z", "trick=truncation")
 
 

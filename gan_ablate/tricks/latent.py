@@ -10,6 +10,12 @@ from gan_ablate.config import ConfigError, TrickConflict
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.tricks.base import Trick, register
 
+# The seed of the stream that resamples evaluation latents: no run's (runs use small seeds; an ablation's count
+# from 0), and torch's CPU generator reads only a seed's low 32 bits. The evaluation z is drawn from the run's
+# seed (run.evaluation_latent): resampled from that same stream, the replaced components would be copies of z's
+# own, shared between samples.
+RESAMPLE_SEED = 2**32 - 1
+
 
 def truncate(z: torch.Tensor, threshold: float, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """Resample every component of z whose magnitude exceeds `threshold` from the prior (`draw(n)`:
@@ -46,6 +52,6 @@ class Truncation(Trick):
                                 "latent=uniform_z's U(-1, 1): choose a threshold below 1")
 
     def eval_latent(self, z):
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator().manual_seed(RESAMPLE_SEED)
         return truncate(z, self.params.threshold,
                         lambda n: sample_latent(n, 1, self.latent, generator=generator).flatten())
