@@ -15,10 +15,6 @@ from gan_ablate.tricks.base import Trick, register
 from gan_ablate.tricks.labels import d_features
 
 
-def _inner(net: nn.Module) -> nn.Module:
-    return getattr(net, "net", net)  # through WithReferenceBatch
-
-
 class MinibatchDiscriminationLayer(nn.Module):
     """Salimans et al. 2016, sec. 3.2, as openai/improved-gan builds it (mnist_svhn_cifar10/nn.py
     MinibatchLayer): M = f T (N x B x C), T weight-normalised per (kernel, dimension) column;
@@ -63,7 +59,7 @@ class MinibatchDiscrimination(Trick):
                 raise ConfigError("kernels and kernel_dim must be >= 1")
 
     def setup(self, gan):
-        d = _inner(gan.D)
+        d = gan.D  # never a WithReferenceBatch: this trick refuses the reference-batch norms
         in_features = d.features_dim
         d.head = nn.Sequential(MinibatchDiscriminationLayer(in_features, self.params.kernels, self.params.kernel_dim),
                                nn.Linear(in_features + self.params.kernels, 1))

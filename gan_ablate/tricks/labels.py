@@ -153,7 +153,7 @@ def d_features(D: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """D's features of x (the layers before its head), with D's reference batch when it has one."""
     if isinstance(D, WithReferenceBatch):
         return D.through(D.net.features, x)
-    return getattr(D, "net", D).features(x)
+    return D.features(x)
 
 
 @register
@@ -192,7 +192,7 @@ class ACGAN(Trick):
         self.last_aux_loss: torch.Tensor | None = None
 
     def class_loss(self, gan, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(getattr(gan.D, "net", gan.D).aux_head(d_features(gan.D, x)), labels)
+        return F.cross_entropy(gan.D.aux_head(d_features(gan.D, x)), labels)  # WithReferenceBatch passes aux_head on
 
     def d_penalty(self, gan, real, fake, ctx):
         self.last_aux_loss = (self.class_loss(gan, real, gan.real_batch_labels())
