@@ -49,9 +49,10 @@ results: setup  ## docs/results.md: baseline + every trick on pacgan_ring_short 
 report: setup  ## make report DIR=multirun/<date>/<time>
 	$(PY) scripts/report.py $(DIR)
 
-# one worker: torch in several workers at once only slows a 2-core machine down. MUTANTS='"gan_ablate.penalties*"'
+# one worker per core (each test process runs torch on one thread). MUTANTS='"gan_ablate.penalties*"'
 # runs a subset (mutmut's name patterns); the page then says which files were not run.
-MUTMUT := $(VENV)/bin/mutmut run --max-children 1 $(MUTANTS)
+MUTANT_WORKERS ?= $(shell nproc)
+MUTMUT := $(VENV)/bin/mutmut run --max-children $(MUTANT_WORKERS) $(MUTANTS)
 mutants: setup  ## mutation testing of the tricks, losses, penalties, module, layers and mode metrics (mutmut, hours), then docs/mutation.md
 	start=$$(date +%s) && OMP_NUM_THREADS=1 $(MUTMUT) && \
 		$(PY) scripts/mutation_report.py --command '$(MUTMUT)' --wall-seconds $$(( $$(date +%s) - start ))
