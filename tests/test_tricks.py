@@ -9,6 +9,7 @@ from gan_ablate.tricks import TRICKS, HookChain, StepContext, Trick, base, build
 from gan_ablate.tricks.base import check_conflicts
 from gan_ablate.tricks.labels import LabelSmoothing
 from gan_ablate.tricks.noise import InstanceNoise
+from gan_ablate.tricks.replay import FakeBuffer
 from gan_ablate.tricks.schedule import LossBalancing
 
 
@@ -203,22 +204,28 @@ def test_orthogonal_reg_d_beta_adds_the_same_gradient_to_d():
         torch.testing.assert_close(p.grad, expected)
 
 
-def test_historical_averaging_penalty_is_zero_at_the_running_mean():
+@pytest.mark.parametrize("net", ["D", "G"])
+def test_historical_averaging_penalty_is_zero_at_the_running_mean(net):
     (trick,) = build_tricks({"historical_averaging": {"weight": 2.0}})
-    d = torch.nn.Linear(2, 1, bias=False)
-    nets = _Nets(D=d, G=torch.nn.Linear(1, 1, bias=False))
+    nets = _Nets(D=torch.nn.Linear(2, 1, bias=False), G=torch.nn.Linear(2, 1, bias=False))
+    layer = getattr(nets, net)
+
+    def penalty():
+        return trick.d_penalty(nets, None, None, ctx()) if net == "D" else trick.g_penalty(nets, None, ctx())
+
+    assert penalty().item() == 0.0  # no history yet
     values = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 0.0]]), torch.tensor([[2.0, 7.0]])]
     for v in values:
         with torch.no_grad():
-            d.weight.copy_(v)
+            layer.weight.copy_(v)
         trick.after_iteration(nets, ctx())
     mean = torch.stack(values).mean(0)
     with torch.no_grad():
-        d.weight.copy_(mean)
-    assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(0.0, abs=1e-12)
+        layer.weight.copy_(mean)
+    assert penalty().item() == pytest.approx(0.0, abs=1e-12)
     with torch.no_grad():
-        d.weight.add_(torch.tensor([[1.0, -2.0]]))
-    assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(2.0 * 5.0)
+        layer.weight.add_(torch.tensor([[1.0, -2.0]]))
+    assert penalty().item() == pytest.approx(2.0 * 5.0)
 
 
 @pytest.mark.parametrize("name,params,fraction,added", [
@@ -451,3 +458,48 @@ def test_an_unknown_trick_is_refused_listing_every_known_one():
 def test_a_conflict_is_refused_naming_a_trick_as_a_trick_and_a_choice_as_its_setting(tricks, choices, message):
     with pytest.raises(TrickConflict, match=f"^{message}: they cannot run together$"):
         check_conflicts(tricks, choices)
+
+
+@pytest.mark.parametrize("hook,threshold", [("repeat_d_step", "d_threshold"), ("repeat_g_step", "g_threshold")])
+def test_loss_balancing_trains_again_only_while_the_loss_is_over_its_threshold(hook, threshold):
+    """ganhacks #12: "while lossD > A: train D" -- a loss equal to A is not over it."""
+    (trick,) = build_tricks({"loss_balancing": {threshold: 1.5, "max_extra": 2}})
+    repeat = getattr(trick, hook)
+    assert not repeat(torch.tensor(1.5), 0, ctx())
+    assert repeat(torch.tensor(1.5001), 0, ctx()) and repeat(torch.tensor(1.5001), 1, ctx())
+    assert not repeat(torch.tensor(1.5001), 2, ctx())  # max_extra extra updates at the most
+
+
+def test_fake_buffer_fills_in_order_then_overwrites_random_places():
+    buffer = FakeBuffer(10)
+    first, second, third = (torch.arange(6.0).unsqueeze(1) + 100 * k for k in range(3))
+    buffer.add(first)
+    assert buffer.filled == 6 and set(buffer.sample(200).flatten().tolist()) == set(first.flatten().tolist())
+    buffer.add(second)  # four rows were left: the first four of the batch fill them
+    assert buffer.filled == 10 and torch.equal(buffer.data, torch.cat([first, second[:4]]))
+    before = buffer.data.clone()
+    buffer.add(third)
+    replaced = (buffer.data != before).flatten()
+    assert replaced.sum().item() == 6 and set(buffer.data[replaced].flatten().tolist()) == set(third.flatten().tolist())
+
+
+@pytest.mark.parametrize("batch", [7, 8])
+def test_g_history_puts_into_its_buffer_the_current_fakes_d_saw(batch):
+    """SimGAN's b/2 replayed, b/2 current; with an odd batch, round(b/2) of them replayed and the rest
+    current: those, the current fakes of D's batch, go into the buffer."""
+    (trick,) = build_tricks({"g_history": {"buffer_size": 64}})
+    trick.d_fake_batch(torch.full((batch, 2), -1.0), ctx())
+    filled = trick.buffer.filled
+    fake = torch.arange(float(batch)).repeat(2, 1).t()
+    mixed = trick.d_fake_batch(fake, ctx())
+    current = mixed[(mixed != -1.0).all(dim=1)]
+    assert len(current) == batch - round(batch / 2)
+    assert torch.equal(trick.buffer.data[filled:trick.buffer.filled], current)
+
+
+def test_orthogonal_reg_leaves_d_alone_by_default():
+    """BigGAN's D_ortho is off unless asked for (d_beta 0): D's gradients, even missing ones, stay as they are."""
+    (trick,) = build_tricks({"orthogonal_reg": {}})
+    d = torch.nn.Linear(3, 3)
+    trick.before_d_step(_Nets(D=d), ctx())
+    assert d.weight.grad is None and d.bias.grad is None
