@@ -1,16 +1,20 @@
 """Each trick's mechanism (TRICKS.md, "proof" column)."""
+import logging
+import random
+import re
+
 import pytest
 import torch
 from conftest import make_module
 from helpers import attach_optimizers, run_steps
 
-from gan_ablate.config import ConfigError, TrickConflict
+from gan_ablate.config import ConfigError, ScheduleOutsideRun, TrickConflict
 from gan_ablate.tricks import TRICKS, HookChain, StepContext, Trick, base, build_tricks
 from gan_ablate.tricks.base import check_conflicts
 from gan_ablate.tricks.labels import LabelSmoothing
 from gan_ablate.tricks.noise import InstanceNoise
 from gan_ablate.tricks.replay import FakeBuffer
-from gan_ablate.tricks.schedule import LossBalancing
+from gan_ablate.tricks.schedule import CheckpointSwap, LossBalancing
 
 
 def ctx(iteration=0, max_steps=100):
@@ -503,3 +507,57 @@ def test_orthogonal_reg_leaves_d_alone_by_default():
     d = torch.nn.Linear(3, 3)
     trick.before_d_step(_Nets(D=d), ctx())
     assert d.weight.grad is None and d.bias.grad is None
+
+
+SWAP_LOG = re.compile(r"checkpoint_swap: iteration (\d+), ([DG]) swapped for its snapshot (\d+) of (\d+) "
+                      r"until iteration (\d+)")
+
+
+def _swaps(net: str, caplog) -> list[tuple[int, ...]]:
+    """60 iterations of a run whose G and D weights hold the number of iterations done, so that a
+    swapped-in net names the snapshot it came from; what each swap logged and put in the net."""
+    trick = CheckpointSwap(CheckpointSwap.Params(net=net.lower(), snapshot_every=1, keep=4, swap_every=3,
+                                                 duration=2))
+    nets = _Nets(D=torch.nn.Linear(1, 1, bias=False), G=torch.nn.Linear(1, 1, bias=False))
+    other = nets.D if net == "G" else nets.G
+    swaps = []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gan_ablate"):
+        for it in range(60):
+            if trick.parked is None:  # "training": an old net in use keeps its weights here
+                torch.nn.init.constant_(getattr(nets, net).weight, it + 1)
+            torch.nn.init.constant_(other.weight, -1.0)
+            trick.after_iteration(nets, ctx(it))
+            if caplog.records:
+                (record,) = caplog.records
+                done, named, index, count, end = SWAP_LOG.fullmatch(record.getMessage()).groups()
+                snapshots = [int(s["weight"].item()) for s in trick.snapshots]
+                assert (int(done), named, int(count), int(end)) == (it + 1, net, len(snapshots), it + 1 + 2)
+                assert getattr(nets, net).weight.item() == snapshots[int(index) - 1]  # 1-based, as logged
+                assert other.weight.item() == -1.0
+                swaps.append((int(done), int(index), int(count)))
+                caplog.clear()
+    return swaps
+
+
+@pytest.mark.parametrize("net", ["D", "G"])
+def test_checkpoint_swap_logs_each_swap_and_trains_an_older_snapshot_chosen_by_the_iteration(net, caplog):
+    """Swaps every 3 iterations (while no swap is under way), each for 2: the log names the iteration, the
+    net, which snapshot of how many, and when the current net comes back. The snapshot is never the
+    newest (the current net's own recent past), and the choice depends on the iteration only, so a
+    resumed run makes the same ones."""
+    swaps = _swaps(net, caplog)
+    assert [done for done, _, _ in swaps] == list(range(3, 61, 3))
+    assert all(index < count for _, index, count in swaps)
+    assert len({index for _, index, _ in swaps}) > 1  # a choice, not always the same one
+    random.seed(12345)  # whatever else drew from Python's RNG
+    assert _swaps(net, caplog) == swaps
+
+
+def test_checkpoint_swap_refusal_says_what_to_change():
+    trick = CheckpointSwap(CheckpointSwap.Params(snapshot_every=3, swap_every=4))
+    with pytest.raises(ScheduleOutsideRun) as refused:
+        trick.check_budget(8)
+    assert str(refused.value) == (
+        "trick.checkpoint_swap would first swap after iteration 8 (snapshot_every=3, swap_every=4), not within "
+        "trainer.max_steps=8: lower trick.checkpoint_swap.snapshot_every/swap_every or train longer")
