@@ -1,13 +1,20 @@
 """Each trick's mechanism (TRICKS.md, "proof" column)."""
+import logging
+import random
+import re
+
 import pytest
 import torch
 from conftest import make_module
 from helpers import attach_optimizers, run_steps
 
-from gan_ablate.config import ConfigError
-from gan_ablate.tricks import StepContext, build_tricks
+from gan_ablate.config import ConfigError, ScheduleOutsideRun, TrickConflict
+from gan_ablate.tricks import TRICKS, HookChain, StepContext, Trick, base, build_tricks
+from gan_ablate.tricks.base import check_conflicts
 from gan_ablate.tricks.labels import LabelSmoothing
 from gan_ablate.tricks.noise import InstanceNoise
+from gan_ablate.tricks.replay import FakeBuffer
+from gan_ablate.tricks.schedule import CheckpointSwap, LossBalancing
 
 
 def ctx(iteration=0, max_steps=100):
@@ -75,18 +82,6 @@ def test_spectral_norm_on_dcgan_wraps_convs_of_d_only_by_default():
     d_wrapped = [m for m in module.D.modules() if hasattr(m, "parametrizations")]
     g_wrapped = [m for m in module.G.modules() if hasattr(m, "parametrizations")]
     assert len(d_wrapped) >= 2 and not g_wrapped
-
-
-def test_unknown_trick_parameter_is_refused_with_the_key():
-    with pytest.raises(ConfigError, match=r"trick\.instance_noise.*(stdd|std)"):
-        build_tricks({"instance_noise": {"stdd": 0.3}})
-    with pytest.raises(ConfigError, match=r"trick\.instance_noise.*std"):
-        build_tricks({"instance_noise": {"std": -1.0}})
-
-
-def test_unknown_trick_is_refused_with_the_list_of_tricks():
-    with pytest.raises(ConfigError, match=r"no_such_trick.*instance_noise.*label_smoothing.*spectral_norm"):
-        build_tricks({"no_such_trick": {}})
 
 
 def test_tricks_compose_in_list_order():
@@ -213,22 +208,28 @@ def test_orthogonal_reg_d_beta_adds_the_same_gradient_to_d():
         torch.testing.assert_close(p.grad, expected)
 
 
-def test_historical_averaging_penalty_is_zero_at_the_running_mean():
+@pytest.mark.parametrize("net", ["D", "G"])
+def test_historical_averaging_penalty_is_zero_at_the_running_mean(net):
     (trick,) = build_tricks({"historical_averaging": {"weight": 2.0}})
-    d = torch.nn.Linear(2, 1, bias=False)
-    nets = _Nets(D=d, G=torch.nn.Linear(1, 1, bias=False))
+    nets = _Nets(D=torch.nn.Linear(2, 1, bias=False), G=torch.nn.Linear(2, 1, bias=False))
+    layer = getattr(nets, net)
+
+    def penalty():
+        return trick.d_penalty(nets, None, None, ctx()) if net == "D" else trick.g_penalty(nets, None, ctx())
+
+    assert penalty().item() == 0.0  # no history yet
     values = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 0.0]]), torch.tensor([[2.0, 7.0]])]
     for v in values:
         with torch.no_grad():
-            d.weight.copy_(v)
+            layer.weight.copy_(v)
         trick.after_iteration(nets, ctx())
     mean = torch.stack(values).mean(0)
     with torch.no_grad():
-        d.weight.copy_(mean)
-    assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(0.0, abs=1e-12)
+        layer.weight.copy_(mean)
+    assert penalty().item() == pytest.approx(0.0, abs=1e-12)
     with torch.no_grad():
-        d.weight.add_(torch.tensor([[1.0, -2.0]]))
-    assert trick.d_penalty(nets, None, None, ctx()).item() == pytest.approx(2.0 * 5.0)
+        layer.weight.add_(torch.tensor([[1.0, -2.0]]))
+    assert penalty().item() == pytest.approx(2.0 * 5.0)
 
 
 @pytest.mark.parametrize("name,params,fraction,added", [
@@ -283,3 +284,280 @@ def test_conflicts_are_refused_naming_both(tricks, extra, names):
     from gan_ablate.run import check_config
     with pytest.raises(ConfigError, match=rf"{names[0]}.*conflicts with.*{names[1]}"):
         check_config(make_cfg(tricks, *extra))
+
+
+class _Recorder(Trick):
+    """A trick that notes every hook call and leaves its mark on what it passes on (its name appended),
+    so that a chain of them shows what each trick received and in which order."""
+
+    def __init__(self, name: str, setup_order: int = 0, penalty: float = 0.0, repeats: int = 0):
+        super().__init__()
+        self.name, self.setup_order, self.penalty, self.repeats = name, setup_order, penalty, repeats
+        self.calls: list[tuple] = []
+
+    def _note(self, *call):
+        self.calls.append(call)
+
+    def setup(self, gan):
+        self._note("setup", gan)
+        gan.set_up.append(self.name)
+
+    def prepare_data(self, data, labels):
+        self._note("prepare_data", data, labels)
+        return data + [self.name]
+
+    def d_fake_batch(self, fake, c):
+        self._note("d_fake_batch", fake, c)
+        return fake + [self.name]
+
+    def d_input(self, x, c):
+        self._note("d_input", x, c)
+        return x + [self.name]
+
+    def d_targets(self, real_t, fake_t, c):
+        self._note("d_targets", real_t, fake_t, c)
+        return real_t + [self.name], fake_t + [self.name]
+
+    def d_penalty(self, gan, real, fake, c):
+        self._note("d_penalty", gan, real, fake, c)
+        return self.penalty
+
+    def g_penalty(self, gan, fake, c):
+        self._note("g_penalty", gan, fake, c)
+        return 2 * self.penalty
+
+    def g_objective(self, loss, gan, fake, c):
+        self._note("g_objective", loss, gan, fake, c)
+        return loss + [self.name]
+
+    def _observer(hook):  # the hooks that only act on the nets: noted with their arguments
+        def observe(self, gan, c):
+            self._note(hook, gan, c)
+        return observe
+
+    before_d_step, after_d_step = _observer("before_d_step"), _observer("after_d_step")
+    before_g_step, after_g_step = _observer("before_g_step"), _observer("after_g_step")
+    after_iteration = _observer("after_iteration")
+
+    def repeat_d_step(self, d_loss, extra, c):
+        self._note("repeat_d_step", d_loss, extra, c)
+        return extra < self.repeats
+
+    def repeat_g_step(self, g_loss, extra, c):
+        self._note("repeat_g_step", g_loss, extra, c)
+        return extra < self.repeats
+
+    def eval_latent(self, z):
+        return z + [self.name]
+
+    def eval_samples(self, x):
+        return x + [self.name]
+
+    def state_dict(self):
+        return {"of": self.name}
+
+    def load_state_dict(self, state):
+        self._note("load_state_dict", state)
+
+
+def test_the_hook_chain_passes_each_tricks_output_on_in_list_order_and_every_trick_the_steps_arguments():
+    """A plain Trick in the chain does nothing (no penalty, no extra update, no state); the others see
+    the training step's own objects (gan, context) and what the trick before them returned."""
+    first, plain, second = _Recorder("first", setup_order=1, penalty=0.5), Trick(), _Recorder("second", repeats=1)
+    chain = HookChain([first, plain, second])
+    gan, c = _Nets(), ctx(iteration=7)
+    gan.set_up = []
+
+    chain.setup(gan)
+    assert gan.set_up == ["second", "first"]  # by setup_order: tricks that rebuild the nets before wrappers
+    assert first.calls.pop() == ("setup", gan) and second.calls.pop() == ("setup", gan)
+
+    assert chain.prepare_data(["data"], "labels") == ["data", "first", "second"]
+    assert chain.d_fake_batch(["fake"], c) == ["fake", "first", "second"]
+    assert chain.d_input(["x"], c) == ["x", "first", "second"]
+    assert chain.d_targets(["real_t"], ["fake_t"], c) == (["real_t", "first", "second"], ["fake_t", "first", "second"])
+    assert chain.g_objective(["loss"], gan, "fake", c) == ["loss", "first", "second"]
+    assert chain.eval_latent(["z"]) == ["z", "first", "second"]
+    assert chain.eval_samples(["x"]) == ["x", "first", "second"]
+    assert chain.d_penalty(gan, "real", "fake", c) == 0.5 and chain.g_penalty(gan, "fake", c) == 1.0
+    for hook in ("before_d_step", "after_d_step", "before_g_step", "after_g_step", "after_iteration"):
+        getattr(chain, hook)(gan, c)
+    assert chain.repeat_d_step("d_loss", 0, c) and not chain.repeat_d_step("d_loss", 1, c)
+    assert chain.repeat_g_step("g_loss", 0, c) and not chain.repeat_g_step("g_loss", 1, c)
+
+    def seen_by(upstream):
+        return [("prepare_data", ["data", *upstream], "labels"), ("d_fake_batch", ["fake", *upstream], c),
+                ("d_input", ["x", *upstream], c), ("d_targets", ["real_t", *upstream], ["fake_t", *upstream], c),
+                ("g_objective", ["loss", *upstream], gan, "fake", c),
+                ("d_penalty", gan, "real", "fake", c), ("g_penalty", gan, "fake", c),
+                ("before_d_step", gan, c), ("after_d_step", gan, c), ("before_g_step", gan, c),
+                ("after_g_step", gan, c), ("after_iteration", gan, c),
+                ("repeat_d_step", "d_loss", 0, c), ("repeat_d_step", "d_loss", 1, c),
+                ("repeat_g_step", "g_loss", 0, c), ("repeat_g_step", "g_loss", 1, c)]
+
+    assert first.calls == seen_by([])
+    assert second.calls == seen_by(["first"])
+
+    assert chain.state_dict() == {"first": {"of": "first"}, "": {}, "second": {"of": "second"}}
+    first.calls.clear()
+    second.calls.clear()
+    chain.load_state_dict({"second": {"of": "saved"}})  # a trick the checkpoint has no state for keeps its own
+    assert first.calls == [] and second.calls == [("load_state_dict", {"of": "saved"})]
+    assert plain.params == Trick.Params()
+
+
+def test_register_refuses_a_trick_without_a_name_and_registers_one_with(monkeypatch):
+    monkeypatch.setattr(base, "TRICKS", dict(TRICKS))  # leave the real registry as it was
+
+    class Nameless(Trick):
+        pass
+
+    with pytest.raises(TypeError, match="^Nameless needs a `name`$"):
+        base.register(Nameless)
+
+    class Named(Trick):
+        name = "named_for_this_test"
+
+    assert base.register(Named) is Named and base.TRICKS["named_for_this_test"] is Named
+    assert "named_for_this_test" not in TRICKS
+
+
+@pytest.mark.parametrize("trick,raw,message", [
+    # the bad key, OmegaConf's first line, and the keys the trick has
+    ("instance_noise", {"stdd": 0.3},
+     "trick.instance_noise.stdd: Key 'stdd' not in 'Params' (keys of trick.instance_noise: std, decay_steps)"),
+    ("instance_noise", {"std": "much"}, "trick.instance_noise.std: Value 'much' of type 'str' could not be "
+                                        "converted to Float (keys of trick.instance_noise: std, decay_steps)"),
+    # not a mapping: no key to name
+    ("instance_noise", [0.3], "trick.instance_noise.?: Cannot merge DictConfig with ListConfig "
+                              "(keys of trick.instance_noise: std, decay_steps)"),
+    ("skip_z", {"z": 1}, "trick.skip_z.z: Key 'z' not in 'Params' (keys of trick.skip_z: none)"),
+    # a value its Params refuses: the trick's own message, under the trick's key
+    ("instance_noise", {"std": -1.0}, "trick.instance_noise.std=-1.0 must be >= 0"),
+    ("historical_averaging", {"weight": -1.0}, "trick.historical_averaging.weight=-1.0 must be >= 0"),
+    ("n_critic", {"steps": 0}, "trick.n_critic.steps=0 must be >= 1"),
+])
+def test_bad_trick_parameters_are_refused_with_one_line_naming_the_key(trick, raw, message):
+    with pytest.raises(ConfigError) as refused:
+        build_tricks({trick: raw})
+    assert str(refused.value) == message
+
+
+def test_a_trick_given_no_parameters_runs_with_its_defaults_and_a_minimum_is_allowed():
+    (trick,) = build_tricks({"loss_balancing": None})
+    assert trick.params == LossBalancing.Params()
+    assert build_tricks({"n_critic": {"steps": 1}})[0].params.steps == 1
+
+
+def test_an_unknown_trick_is_refused_listing_every_known_one():
+    with pytest.raises(ConfigError) as refused:
+        build_tricks({"no_such_trick": {}})
+    assert str(refused.value) == f"trick='no_such_trick' is not a known trick; available: {', '.join(sorted(TRICKS))}"
+
+
+@pytest.mark.parametrize("tricks,choices,message", [
+    (["experience_replay", "g_history"], [], "trick 'g_history' conflicts with trick 'experience_replay'"),
+    (["gradient_penalty"], ["loss=wgan_gp"], "trick 'gradient_penalty' conflicts with loss=wgan_gp"),
+])
+def test_a_conflict_is_refused_naming_a_trick_as_a_trick_and_a_choice_as_its_setting(tricks, choices, message):
+    with pytest.raises(TrickConflict, match=f"^{message}: they cannot run together$"):
+        check_conflicts(tricks, choices)
+
+
+@pytest.mark.parametrize("hook,threshold", [("repeat_d_step", "d_threshold"), ("repeat_g_step", "g_threshold")])
+def test_loss_balancing_trains_again_only_while_the_loss_is_over_its_threshold(hook, threshold):
+    """ganhacks #12: "while lossD > A: train D" -- a loss equal to A is not over it."""
+    (trick,) = build_tricks({"loss_balancing": {threshold: 1.5, "max_extra": 2}})
+    repeat = getattr(trick, hook)
+    assert not repeat(torch.tensor(1.5), 0, ctx())
+    assert repeat(torch.tensor(1.5001), 0, ctx()) and repeat(torch.tensor(1.5001), 1, ctx())
+    assert not repeat(torch.tensor(1.5001), 2, ctx())  # max_extra extra updates at the most
+
+
+def test_fake_buffer_fills_in_order_then_overwrites_random_places():
+    buffer = FakeBuffer(10)
+    first, second, third = (torch.arange(6.0).unsqueeze(1) + 100 * k for k in range(3))
+    buffer.add(first)
+    assert buffer.filled == 6 and set(buffer.sample(200).flatten().tolist()) == set(first.flatten().tolist())
+    buffer.add(second)  # four rows were left: the first four of the batch fill them
+    assert buffer.filled == 10 and torch.equal(buffer.data, torch.cat([first, second[:4]]))
+    before = buffer.data.clone()
+    buffer.add(third)
+    replaced = (buffer.data != before).flatten()
+    assert replaced.sum().item() == 6 and set(buffer.data[replaced].flatten().tolist()) == set(third.flatten().tolist())
+
+
+@pytest.mark.parametrize("batch", [7, 8])
+def test_g_history_puts_into_its_buffer_the_current_fakes_d_saw(batch):
+    """SimGAN's b/2 replayed, b/2 current; with an odd batch, round(b/2) of them replayed and the rest
+    current: those, the current fakes of D's batch, go into the buffer."""
+    (trick,) = build_tricks({"g_history": {"buffer_size": 64}})
+    trick.d_fake_batch(torch.full((batch, 2), -1.0), ctx())
+    filled = trick.buffer.filled
+    fake = torch.arange(float(batch)).repeat(2, 1).t()
+    mixed = trick.d_fake_batch(fake, ctx())
+    current = mixed[(mixed != -1.0).all(dim=1)]
+    assert len(current) == batch - round(batch / 2)
+    assert torch.equal(trick.buffer.data[filled:trick.buffer.filled], current)
+
+
+def test_orthogonal_reg_leaves_d_alone_by_default():
+    """BigGAN's D_ortho is off unless asked for (d_beta 0): D's gradients, even missing ones, stay as they are."""
+    (trick,) = build_tricks({"orthogonal_reg": {}})
+    d = torch.nn.Linear(3, 3)
+    trick.before_d_step(_Nets(D=d), ctx())
+    assert d.weight.grad is None and d.bias.grad is None
+
+
+SWAP_LOG = re.compile(r"checkpoint_swap: iteration (\d+), ([DG]) swapped for its snapshot (\d+) of (\d+) "
+                      r"until iteration (\d+)")
+
+
+def _swaps(net: str, caplog) -> list[tuple[int, ...]]:
+    """60 iterations of a run whose G and D weights hold the number of iterations done, so that a
+    swapped-in net names the snapshot it came from; what each swap logged and put in the net."""
+    trick = CheckpointSwap(CheckpointSwap.Params(net=net.lower(), snapshot_every=1, keep=4, swap_every=3,
+                                                 duration=2))
+    nets = _Nets(D=torch.nn.Linear(1, 1, bias=False), G=torch.nn.Linear(1, 1, bias=False))
+    other = nets.D if net == "G" else nets.G
+    swaps = []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gan_ablate"):
+        for it in range(60):
+            if trick.parked is None:  # "training": an old net in use keeps its weights here
+                torch.nn.init.constant_(getattr(nets, net).weight, it + 1)
+            torch.nn.init.constant_(other.weight, -1.0)
+            trick.after_iteration(nets, ctx(it))
+            if caplog.records:
+                (record,) = caplog.records
+                done, named, index, count, end = SWAP_LOG.fullmatch(record.getMessage()).groups()
+                snapshots = [int(s["weight"].item()) for s in trick.snapshots]
+                assert (int(done), named, int(count), int(end)) == (it + 1, net, len(snapshots), it + 1 + 2)
+                assert getattr(nets, net).weight.item() == snapshots[int(index) - 1]  # 1-based, as logged
+                assert other.weight.item() == -1.0
+                swaps.append((int(done), int(index), int(count)))
+                caplog.clear()
+    return swaps
+
+
+@pytest.mark.parametrize("net", ["D", "G"])
+def test_checkpoint_swap_logs_each_swap_and_trains_an_older_snapshot_chosen_by_the_iteration(net, caplog):
+    """Swaps every 3 iterations (while no swap is under way), each for 2: the log names the iteration, the
+    net, which snapshot of how many, and when the current net comes back. The snapshot is never the
+    newest (the current net's own recent past), and the choice depends on the iteration only, so a
+    resumed run makes the same ones."""
+    swaps = _swaps(net, caplog)
+    assert [done for done, _, _ in swaps] == list(range(3, 61, 3))
+    assert all(index < count for _, index, count in swaps)
+    assert len({index for _, index, _ in swaps}) > 1  # a choice, not always the same one
+    random.seed(12345)  # whatever else drew from Python's RNG
+    assert _swaps(net, caplog) == swaps
+
+
+def test_checkpoint_swap_refusal_says_what_to_change():
+    trick = CheckpointSwap(CheckpointSwap.Params(snapshot_every=3, swap_every=4))
+    with pytest.raises(ScheduleOutsideRun) as refused:
+        trick.check_budget(8)
+    assert str(refused.value) == (
+        "trick.checkpoint_swap would first swap after iteration 8 (snapshot_every=3, swap_every=4), not within "
+        "trainer.max_steps=8: lower trick.checkpoint_swap.snapshot_every/swap_every or train longer")
