@@ -45,6 +45,7 @@ def test_image_data_selects_the_dcgan_unless_told_otherwise():
     (["ema.decay=1.5"], ["ema.decay=1.5", "[0, 1)"]),
     (["optim.n_critic=abc"], ["optim.n_critic", "Integer"]),
     (["+foo=1"], ["foo is not a config key"]),
+    (["trick=instance_noise", "trick.instance_noise=3"], ["trick.instance_noise", "mapping", "std, decay_steps", "3"]),
 ])
 @pytest.mark.slow
 def test_cli_refuses_bad_input_on_one_line_before_training(tmp_path, args, expected):

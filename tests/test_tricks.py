@@ -428,9 +428,11 @@ def test_register_refuses_a_trick_without_a_name_and_registers_one_with(monkeypa
      "trick.instance_noise.stdd: Key 'stdd' not in 'Params' (keys of trick.instance_noise: std, decay_steps)"),
     ("instance_noise", {"std": "much"}, "trick.instance_noise.std: Value 'much' of type 'str' could not be "
                                         "converted to Float (keys of trick.instance_noise: std, decay_steps)"),
-    # not a mapping: no key to name
-    ("instance_noise", [0.3], "trick.instance_noise.?: Cannot merge DictConfig with ListConfig "
-                              "(keys of trick.instance_noise: std, decay_steps)"),
+    # not a mapping (trick.instance_noise=3 on the command line reached OmegaConf's multi-line ValueError)
+    ("instance_noise", [0.3], "trick.instance_noise: expected its parameters as a mapping (keys of "
+                              "trick.instance_noise: std, decay_steps), got [0.3]"),
+    ("instance_noise", 3, "trick.instance_noise: expected its parameters as a mapping (keys of "
+                          "trick.instance_noise: std, decay_steps), got 3"),
     ("skip_z", {"z": 1}, "trick.skip_z.z: Key 'z' not in 'Params' (keys of trick.skip_z: none)"),
     # a value its Params refuses: the trick's own message, under the trick's key
     ("instance_noise", {"std": -1.0}, "trick.instance_noise.std=-1.0 must be >= 0"),

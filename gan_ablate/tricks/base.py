@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_ablate.config import ConfigError, TrickConflict
@@ -135,6 +135,9 @@ def parse_params(cls: type[Trick], raw: Any, key: str):
     """Merge the YAML/CLI values for one trick into its Params dataclass; errors name the key."""
     allowed = [f.name for f in dataclasses.fields(cls.Params)]
     raw = raw if raw is not None else {}
+    if not isinstance(raw, (dict, DictConfig)):  # e.g. trick.instance_noise=3 on the command line
+        raise ConfigError(f"{key}: expected its parameters as a mapping (keys of {key}: {', '.join(allowed) or 'none'}),"
+                          f" got {raw!r}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls.Params), raw)
         return OmegaConf.to_object(merged)
