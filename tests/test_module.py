@@ -1,6 +1,7 @@
 """The G/D step: update counts, optimisers, EMA, gradient norms, addressable randomness."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -212,3 +213,106 @@ def test_the_training_step_names_no_trick():
     assert not re.search(r"cfg\.trick(\.|\[|\.get)", source)  # no reaching into one trick's settings
     for name in set(TRICKS) - core_keys:
         assert name not in source, name
+
+
+@pytest.mark.parametrize("name,kind", [("adam", torch.optim.Adam), ("sgd", torch.optim.SGD),
+                                       ("rmsprop", torch.optim.RMSprop)])
+def test_every_optimizer_setting_reaches_its_nets_optimizer(name, kind):
+    """Values unlike torch's defaults, different for G and D: each must arrive where it was set."""
+    settings = {"g": (1e-4, [0.0, 0.9], 0.3, 1e-3), "d": (4e-4, [0.5, 0.99], 0.7, 2e-3)}
+    module = make_module(*(f"optim.{net}.{key}={value}" for net, (lr, betas, momentum, wd) in settings.items()
+                           for key, value in (("name", name), ("lr", lr), ("betas", betas),
+                                              ("momentum", momentum), ("weight_decay", wd))))
+    for opt, net, (lr, betas, momentum, wd) in zip(module.configure_optimizers(), (module.G, module.D),
+                                                    settings.values()):
+        group = opt.param_groups[0]
+        assert type(opt) is kind and (group["lr"], group["weight_decay"]) == (lr, wd)
+        own = {"betas": tuple(betas)} if name == "adam" else {"momentum": momentum}
+        assert {key: group[key] for key in own} == own
+        assert [id(p) for p in group["params"]] == [id(p) for p in net.parameters()]
+
+
+def test_step_seed_is_the_splitmix64_output_for_the_seeds_state():
+    """With iteration 0 and stream 0, `seed` golden-ratio increments from state 0 give splitmix64's
+    outputs (Vigna's reference splitmix64.c from state 0: 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4),
+    shifted to 63 bits for torch's manual_seed."""
+    assert step_seed(1, 0) == 0xE220A8397B1DCDAF >> 1
+    assert step_seed(2, 0) == 0x6E789E6AA1B965F4 >> 1
+    # iteration and stream each enter the state: no two (seed, iteration, stream) share a seed
+    seeds = {step_seed(s, i, k) for s in range(3) for i in range(50) for k in range(4)}
+    assert len(seeds) == 600
+    assert step_seed(5, 3) == step_seed(5, 3, stream=0)  # stream 0: what a single-device run draws
+
+
+def test_the_logged_d_gradient_norm_is_that_of_the_first_of_n_critic_updates():
+    module = make_module("optim.n_critic=3", "monitor.grad_norm_every=1", "trainer.log_every_n_steps=1")
+    _, opt_d = attach_optimizers(module)
+    seen, step = [], opt_d.step
+
+    def recording_step(closure=None):
+        seen.append(torch.nn.utils.get_total_norm([p.grad for p in module.D.parameters()]).item())
+        return step(closure)
+    opt_d.step = recording_step
+    run_steps(module, 1)
+    assert len(seen) == 3 and len(set(seen)) == 3
+    assert module.latest_scalars["grad_norm/d"] == pytest.approx(seen[0], rel=1e-6)
+
+
+def test_loss_balancing_repeats_updates_while_the_hook_asks_counting_the_extra_ones():
+    """The repeat hooks see the latest loss, how many extra updates were made so far and the step
+    context; each extra update is one more optimiser step."""
+    module = make_module("optim.n_critic=2")
+    asked = []
+
+    def repeat_twice(loss, extra, ctx):
+        asked.append((loss.detach().clone(), extra, ctx.iteration))
+        return extra < 2
+    module.hooks.repeat_d_step = repeat_twice
+    opt_g, opt_d = run_steps(module, 1)
+    assert (opt_d.steps, opt_g.steps) == (2 + 2, 1)
+    assert [(extra, it) for _, extra, it in asked] == [(0, 0), (1, 0), (2, 0)]
+    assert all(loss.shape == () and loss.dtype == torch.float32 for loss, _, _ in asked)
+    assert len({loss.item() for loss, _, _ in asked}) == 3  # each after the update before it
+
+
+class RecordingLogger:
+    """A logger that keeps what it is sent; `mode` is its W&B experiment's mode (None: no experiment)."""
+
+    def __init__(self, mode=None):
+        self.metrics, self.alerts = [], []
+        if mode is not None:
+            self.experiment = SimpleNamespace(settings=SimpleNamespace(mode=mode),
+                                              alert=lambda **kw: self.alerts.append(kw))
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, dict(metrics)))
+
+
+def with_loggers(module, *loggers):
+    """Attach a stand-in for the Trainer: its loggers, rank 0, and the should_stop flag."""
+    module._trainer = SimpleNamespace(loggers=list(loggers), global_rank=0, should_stop=False)
+    return module
+
+
+def test_logged_scalars_reach_every_logger_at_their_step_and_feed_the_failure_watch():
+    module = with_loggers(make_module("monitor.failure_watch.grad_norm_max=1.5"), RecordingLogger(), RecordingLogger())
+    module.log_scalars({"loss/d": torch.tensor(0.25), "grad_norm/d": torch.tensor(2.0)}, step=4)
+    expected = {"loss/d": 0.25, "grad_norm/d": 2.0}
+    for logger in module.loggers:
+        assert logger.metrics == [(4, expected), (4, {"failure/grad_norm_high": 1.0})]
+    assert module.latest_scalars == expected
+    assert [(e.iteration, e.flag) for e in module.failure_watch.events] == [(4, "grad_norm_high")]
+
+
+def test_a_failure_is_logged_as_a_warning_a_metric_and_an_alert_on_online_runs_only(caplog):
+    from gan_ablate.callbacks.failure_watch import FailureEvent
+
+    online, offline, plain = RecordingLogger("online"), RecordingLogger("offline"), RecordingLogger()
+    module = with_loggers(make_module(), online, offline, plain)
+    with caplog.at_level("WARNING", logger="gan_ablate"):
+        module.report_failures([FailureEvent(7, "d_loss_zero", "|loss/d| < 0.001")])
+    assert caplog.messages == ["failure watch, iteration 7: d_loss_zero (|loss/d| < 0.001)"]
+    for logger in (online, offline, plain):
+        assert logger.metrics == [(7, {"failure/d_loss_zero": 1.0})]
+    assert online.alerts == [{"title": "gan-ablate: d_loss_zero", "text": "iteration 7: |loss/d| < 0.001"}]
+    assert offline.alerts == [] and plain.alerts == []
