@@ -316,3 +316,138 @@ def test_a_failure_is_logged_as_a_warning_a_metric_and_an_alert_on_online_runs_o
         assert logger.metrics == [(7, {"failure/d_loss_zero": 1.0})]
     assert online.alerts == [{"title": "gan-ablate: d_loss_zero", "text": "iteration 7: |loss/d| < 0.001"}]
     assert offline.alerts == [] and plain.alerts == []
+
+
+HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step", "g_objective",
+         "g_penalty", "before_g_step", "after_g_step", "after_iteration")
+
+
+# where a hook is handed the module (gan)
+GETS_THE_MODULE = {"d_penalty": 0, "g_objective": 1, "g_penalty": 0, "before_d_step": 0, "after_d_step": 0,
+                   "before_g_step": 0, "after_g_step": 0, "after_iteration": 0}
+
+
+def record_hooks(module):
+    """Every hook call of the chain, with its arguments, passed on to the real hook."""
+    calls = []
+
+    def recording(name, hook):
+        def call(*args):
+            calls.append((name, args))
+            return hook(*args)
+        return call
+    for name in HOOKS:
+        setattr(module.hooks, name, recording(name, getattr(module.hooks, name)))
+    return calls
+
+
+def test_each_hook_gets_the_module_its_batches_and_the_step_context():
+    """Tricks see the iteration and max_steps (schedules), the module, D's real and fake batches (as
+    many fakes as reals, ganhacks #4) and G's fakes; targets are ones for real, zeros for fake."""
+    module = make_module("trainer.max_steps=7")
+    calls = record_hooks(module)
+    run_steps(module, 2)
+    batch = module.cfg.data.batch_size
+    assert [name for name, _ in calls[:len(calls) // 2]] == [
+        "d_fake_batch", "d_input", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step",
+        "d_input", "g_objective", "g_penalty", "before_g_step", "after_g_step", "after_iteration"]
+    for i, (name, args) in enumerate(calls):
+        ctx = args[-1]
+        assert (ctx.iteration, ctx.max_steps) == (i // 13, 7), name
+        if name in GETS_THE_MODULE:
+            assert args[GETS_THE_MODULE[name]] is module, name
+    args = dict(calls[:13])
+    assert args["d_fake_batch"][0].shape == (batch, 2)
+    real_t, fake_t = args["d_targets"][:2]
+    assert torch.equal(real_t, torch.ones(batch, 1)) and torch.equal(fake_t, torch.zeros(batch, 1))
+    _, real, fake, _ = args["d_penalty"]
+    d_inputs = [a for name, a in calls[:13] if name == "d_input"]
+    assert real is d_inputs[0][0] and fake is d_inputs[1][0] and real.shape == fake.shape == (batch, 2)
+    g_loss, _, g_fake, _ = args["g_objective"]
+    assert g_loss.shape == () and g_fake.shape == (batch, 2) and g_fake.requires_grad
+    assert args["g_penalty"][1] is g_fake and d_inputs[2][0] is g_fake
+
+
+def test_penalties_add_to_the_loss_each_net_minimises():
+    """A constant penalty moves no parameter: it shows in the returned (logged) loss as +penalty."""
+    losses = {}
+    for penalty in (0.0, 5.0):
+        module = make_module("trainer.log_every_n_steps=1")
+        module.hooks.d_penalty = lambda gan, real, fake, ctx, c=penalty: torch.tensor(c)
+        module.hooks.g_penalty = lambda gan, fake, ctx, c=penalty: torch.tensor(c)
+        run_steps(module, 1)
+        losses[penalty] = module.latest_scalars
+    for key in ("loss/d", "loss/g"):
+        assert losses[5.0][key] == pytest.approx(losses[0.0][key] + 5.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("every,per_layer", [(2, False), (2, True), (0, False)])
+def test_logged_keys_are_the_losses_and_on_measured_iterations_the_gradient_norms(every, per_layer):
+    logger = RecordingLogger()
+    module = with_loggers(make_module(f"monitor.grad_norm_every={every}", f"monitor.grad_norm_per_layer={per_layer}",
+                                      "trainer.log_every_n_steps=1", "monitor.failure_watch.enabled=false"), logger)
+    run_steps(module, 2)
+    totals = {"grad_norm/d", "grad_norm/g"}
+    layers = {f"grad_norm/{net}/{layer}" for net, m in (("d", module.D), ("g", module.G))
+              for layer in {n.rsplit(".", 1)[0] for n, _ in m.named_parameters()}}
+    measured = (totals | layers if per_layer else totals) if every else set()
+    assert [(step, set(m)) for step, m in logger.metrics] == [(0, {"loss/d", "loss/g"} | measured),
+                                                              (1, {"loss/d", "loss/g"})]
+
+
+def test_each_rank_seeds_its_step_from_its_own_stream(monkeypatch):
+    import gan_ablate.module as module_src
+
+    seeds = []
+    monkeypatch.setattr(module_src, "seed_generators", lambda seed, device: seeds.append((seed, device.type)))
+    module = make_module("seed=3")
+    module._trainer = SimpleNamespace(loggers=[], global_rank=1, should_stop=False)
+    run_steps(module, 2)
+    assert seeds == [(step_seed(3, 0, stream=1), "cpu"), (step_seed(3, 1, stream=1), "cpu")]
+
+
+def test_monitor_settings_reach_the_failure_watch_and_the_non_finite_check():
+    module = make_module("monitor.failure_watch.d_loss_floor=0.01", "monitor.failure_watch.grad_norm_max=50",
+                         "monitor.failure_watch.d_winning=0.25", "monitor.failure_watch.window=4",
+                         "monitor.check_every=5")
+    fw = module.failure_watch
+    assert (fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) == (0.01, 50, 0.25, 4)
+    assert module.non_finite.every == 5
+    off = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
+    assert off.failure_watch is None and off.non_finite is None
+    assert module.automatic_optimization is False  # G and D step by hand, n_critic and g_steps times
+
+
+def test_the_failure_watch_survives_a_checkpoint_and_an_old_checkpoint_loads_as_iteration_0():
+    first, second = make_module("monitor.failure_watch.grad_norm_max=1.0"), make_module()
+    first.log_scalars({"grad_norm/d": torch.tensor(3.0)}, step=6)
+    checkpoint = {}
+    first.on_save_checkpoint(checkpoint)
+    second.on_load_checkpoint(checkpoint)
+    assert [(e.iteration, e.flag) for e in second.failure_watch.events] == [(6, "grad_norm_high")]
+    assert second.failure_watch.update(9, {"grad_norm/d": 3.0}) == []  # raised once per run, resumed or not
+    unwatched = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
+    unwatched.iteration = 5
+    unwatched.on_load_checkpoint(checkpoint)
+    assert unwatched.iteration == 0 and unwatched.failure_watch is None
+    blank = make_module()
+    blank.iteration = 5
+    blank.on_load_checkpoint({})  # a checkpoint written without gan_ablate's state
+    assert blank.iteration == 0 and blank.failure_watch.events == []
+
+
+def test_the_ema_averages_gs_buffers_too():
+    """use_buffers: the EMA G carries batch-norm running statistics, pegged to G's before ema.start."""
+    module = make_module("norm_g=batch_norm", "ema.start=100")
+    run_steps(module, 2)
+    for name, buffer in module.G.named_buffers():
+        assert torch.equal(dict(module.G_ema.module.named_buffers())[name], buffer), name
+
+
+@pytest.mark.parametrize("loss,draws_per_iteration", [("non_saturating", 1), ("relativistic", 2)])
+def test_g_draws_a_real_batch_only_for_losses_that_compare_with_real_data(loss, draws_per_iteration):
+    module = make_module(f"loss={loss}")
+    draws, draw = [], module.real_batch
+    module.real_batch = lambda: draws.append(1) or draw()
+    run_steps(module, 3)
+    assert len(draws) == 3 * draws_per_iteration
