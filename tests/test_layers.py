@@ -157,7 +157,8 @@ def test_make_norm_none_reference_kinds_and_the_mlp_instance_norm_refusal():
         assert isinstance(norm, ReferenceBatchNorm) and norm.virtual is virtual and norm.weight.shape == (4,)
         assert uses_reference_batch(kind)
     assert not any(uses_reference_batch(k) for k in ("none", "batch_norm", "layer_norm", "instance_norm"))
-    with pytest.raises(ConfigError, match=r"^model\.norm_g/norm_d=instance_norm needs conv feature maps .* an MLP is layer_norm$"):
+    refusal = r"^model\.norm_g/norm_d=instance_norm needs conv feature maps .* an MLP is layer_norm$"
+    with pytest.raises(ConfigError, match=refusal):
         make_norm("instance_norm", 4, False, 0.1)
 
 

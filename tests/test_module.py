@@ -36,7 +36,7 @@ def test_separate_optimizers_and_learning_rates():
 def test_ema_equals_the_closed_form_average_pegged_to_g_before_start():
     """BigGAN's ema: before ema.start the average is G itself; from it on, every `every` iterations,
     ema = decay * ema + (1 - decay) * G (constant decay with ema.warmup=false)."""
-    decay, start, every = 0.9, 3, 2
+    decay, start, every = 0.9, 4, 3  # it - start and it + start fall differently modulo every
     module = make_module(f"ema.decay={decay}", f"ema.start={start}", f"ema.every={every}", "ema.warmup=false")
     attach_optimizers(module)
     expected = None
@@ -436,12 +436,22 @@ def test_the_failure_watch_survives_a_checkpoint_and_an_old_checkpoint_loads_as_
     assert blank.iteration == 0 and blank.failure_watch.events == []
 
 
-def test_the_ema_averages_gs_buffers_too():
-    """use_buffers: the EMA G carries batch-norm running statistics, pegged to G's before ema.start."""
-    module = make_module("norm_g=batch_norm", "ema.start=100")
-    run_steps(module, 2)
-    for name, buffer in module.G.named_buffers():
-        assert torch.equal(dict(module.G_ema.module.named_buffers())[name], buffer), name
+def test_the_ema_averages_gs_batch_norm_statistics_like_its_weights():
+    """use_buffers=True: the running statistics the EMA G evaluates with are the EMA of G's, not a
+    copy of G's latest (torch's use_buffers=False would copy them)."""
+    decay = 0.5
+    module = make_module("norm_g=batch_norm", f"ema.decay={decay}", "ema.start=0", "ema.warmup=false")
+    attach_optimizers(module)
+    expected = None
+    for _ in range(4):
+        run_steps(module, 1)
+        stats = {n: b.clone() for n, b in module.G.named_buffers() if b.is_floating_point()}
+        expected = stats if expected is None else {n: decay * expected[n] + (1 - decay) * b for n, b in stats.items()}
+    averaged = dict(module.G_ema.module.named_buffers())
+    assert expected
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value)
+        assert not torch.allclose(averaged[name], dict(module.G.named_buffers())[name])
 
 
 @pytest.mark.parametrize("loss,draws_per_iteration", [("non_saturating", 1), ("relativistic", 2)])
@@ -451,3 +461,17 @@ def test_g_draws_a_real_batch_only_for_losses_that_compare_with_real_data(loss, 
     module.real_batch = lambda: draws.append(1) or draw()
     run_steps(module, 3)
     assert len(draws) == 3 * draws_per_iteration
+
+
+def test_the_ema_generator_with_averaged_statistics_is_the_average_itself():
+    module = make_module("norm_g=batch_norm", "ema.bn_stats=averaged")
+    run_steps(module, 2)
+    assert module.ema_generator() is module.G_ema.module
+
+
+def test_uncached_batches_are_a_function_of_the_seed():
+    """data.cache=false shuffles through a DataLoader whose generator is seeded from the run's seed."""
+    def batches(seed):
+        module = make_module("dataset_cache=dataloader", f"seed={seed}")
+        return torch.cat([module.real_batch() for _ in range(3)])
+    assert torch.equal(batches(1), batches(1)) and not torch.equal(batches(1), batches(2))
