@@ -475,3 +475,31 @@ def test_uncached_batches_are_a_function_of_the_seed():
         module = make_module("dataset_cache=dataloader", f"seed={seed}")
         return torch.cat([module.real_batch() for _ in range(3)])
     assert torch.equal(batches(1), batches(1)) and not torch.equal(batches(1), batches(2))
+
+
+@pytest.mark.parametrize("stop_on_non_finite", [True, False])
+def test_a_logged_nan_stops_the_trainer_only_when_asked_and_a_finite_one_never(stop_on_non_finite):
+    module = with_loggers(make_module(f"monitor.failure_watch.stop_on_non_finite={stop_on_non_finite}"))
+    module.log_scalars({"loss/d": torch.tensor(0.5)}, step=0)
+    assert module.trainer.should_stop is False and module.divergence() == {}
+    module.log_scalars({"loss/d": torch.tensor(float("nan"))}, step=1)
+    assert module.trainer.should_stop is stop_on_non_finite
+    assert module.divergence() == {"diverged_at_iteration": 1, "reason": "loss/d not finite"}
+
+
+def test_a_run_without_the_watches_checkpoints_none_for_them():
+    module = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["gan_ablate"]["failure_watch"] is None and checkpoint["gan_ablate"]["non_finite"] is None
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_fit_start_attaches_the_data_modules_data_and_labels(with_labels):
+    module = make_module()
+    data = torch.randn(100, 2)
+    labels = torch.arange(100) % 8 if with_labels else None
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(data=data, labels=labels))
+    module.on_fit_start()
+    assert torch.equal(module.real_data, data)
+    assert (module.real_labels is None) if labels is None else torch.equal(module.real_labels, labels)
