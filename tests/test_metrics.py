@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gan_ablate.data.toy import grid_modes, ring_modes, sample_mixture
-from gan_ablate.metrics.modes import mode_metrics
+from gan_ablate.metrics.modes import ModeEvaluator, mode_metrics
 
 
 def test_real_data_covers_every_mode_with_high_quality():
@@ -38,3 +38,23 @@ def test_reverse_kl_of_an_even_subset_is_log_of_the_ratio():
     x = modes[:12].repeat(10, 1)  # 12 of 25 modes, evenly
     m = mode_metrics(x, modes, 0.05)
     assert m["modes"] == 12 and m["reverse_kl"] == pytest.approx(math.log(25 / 12))
+
+
+def test_high_quality_means_strictly_closer_than_hq_sigmas_std_and_one_hq_sample_covers_a_mode():
+    """PacGAN's MetricLogger (fjxmlzn/PacGAN): a sample counts when min_dis < dis_thre (3 std), and a
+    mode is covered by a nonzero count. Distances 1.5 and 2.0 from modes at 0 and 10 are exact in
+    binary, so the boundary 3 * 0.5 is hit exactly."""
+    modes = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    on_the_boundary, inside = torch.tensor([[0.0, 1.5]]), torch.tensor([[10.0, 1.0]])
+    assert mode_metrics(on_the_boundary, modes, std=0.5) == {"modes": 0, "hq": 0.0,
+                                                             "reverse_kl": pytest.approx(math.log(2))}
+    m = mode_metrics(torch.cat([on_the_boundary, inside]), modes, std=0.5)
+    assert m["modes"] == 1 and m["hq"] == 0.5  # one HQ sample is enough to cover its mode
+
+
+def test_mode_evaluator_scores_with_its_own_std_and_hq_sigmas():
+    modes = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    samples = torch.tensor([[0.0, 0.4], [0.0, 0.6], [10.0, 1.4], [10.0, 1.6]])
+    # thresholds: 1 * 0.5 = 0.5 with hq_sigmas=1; the default 3 sigmas give 1.5
+    assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2), hq_sigmas=1.0).score(samples)["hq"] == 0.25
+    assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2)).score(samples)["hq"] == 0.75

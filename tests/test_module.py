@@ -1,6 +1,7 @@
 """The G/D step: update counts, optimisers, EMA, gradient norms, addressable randomness."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -35,7 +36,7 @@ def test_separate_optimizers_and_learning_rates():
 def test_ema_equals_the_closed_form_average_pegged_to_g_before_start():
     """BigGAN's ema: before ema.start the average is G itself; from it on, every `every` iterations,
     ema = decay * ema + (1 - decay) * G (constant decay with ema.warmup=false)."""
-    decay, start, every = 0.9, 3, 2
+    decay, start, every = 0.9, 4, 3  # it - start and it + start fall differently modulo every
     module = make_module(f"ema.decay={decay}", f"ema.start={start}", f"ema.every={every}", "ema.warmup=false")
     attach_optimizers(module)
     expected = None
@@ -212,3 +213,293 @@ def test_the_training_step_names_no_trick():
     assert not re.search(r"cfg\.trick(\.|\[|\.get)", source)  # no reaching into one trick's settings
     for name in set(TRICKS) - core_keys:
         assert name not in source, name
+
+
+@pytest.mark.parametrize("name,kind", [("adam", torch.optim.Adam), ("sgd", torch.optim.SGD),
+                                       ("rmsprop", torch.optim.RMSprop)])
+def test_every_optimizer_setting_reaches_its_nets_optimizer(name, kind):
+    """Values unlike torch's defaults, different for G and D: each must arrive where it was set."""
+    settings = {"g": (1e-4, [0.0, 0.9], 0.3, 1e-3), "d": (4e-4, [0.5, 0.99], 0.7, 2e-3)}
+    module = make_module(*(f"optim.{net}.{key}={value}" for net, (lr, betas, momentum, wd) in settings.items()
+                           for key, value in (("name", name), ("lr", lr), ("betas", betas),
+                                              ("momentum", momentum), ("weight_decay", wd))))
+    for opt, net, (lr, betas, momentum, wd) in zip(module.configure_optimizers(), (module.G, module.D),
+                                                    settings.values()):
+        group = opt.param_groups[0]
+        assert type(opt) is kind and (group["lr"], group["weight_decay"]) == (lr, wd)
+        own = {"betas": tuple(betas)} if name == "adam" else {"momentum": momentum}
+        assert {key: group[key] for key in own} == own
+        assert [id(p) for p in group["params"]] == [id(p) for p in net.parameters()]
+
+
+def test_step_seed_is_the_splitmix64_output_for_the_seeds_state():
+    """With iteration 0 and stream 0, `seed` golden-ratio increments from state 0 give splitmix64's
+    outputs (Vigna's reference splitmix64.c from state 0: 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4),
+    shifted to 63 bits for torch's manual_seed."""
+    assert step_seed(1, 0) == 0xE220A8397B1DCDAF >> 1
+    assert step_seed(2, 0) == 0x6E789E6AA1B965F4 >> 1
+    # iteration and stream each enter the state: no two (seed, iteration, stream) share a seed
+    seeds = {step_seed(s, i, k) for s in range(3) for i in range(50) for k in range(4)}
+    assert len(seeds) == 600
+    assert step_seed(5, 3) == step_seed(5, 3, stream=0)  # stream 0: what a single-device run draws
+
+
+def test_the_logged_d_gradient_norm_is_that_of_the_first_of_n_critic_updates():
+    module = make_module("optim.n_critic=3", "monitor.grad_norm_every=1", "trainer.log_every_n_steps=1")
+    _, opt_d = attach_optimizers(module)
+    seen, step = [], opt_d.step
+
+    def recording_step(closure=None):
+        seen.append(torch.nn.utils.get_total_norm([p.grad for p in module.D.parameters()]).item())
+        return step(closure)
+    opt_d.step = recording_step
+    run_steps(module, 1)
+    assert len(seen) == 3 and len(set(seen)) == 3
+    assert module.latest_scalars["grad_norm/d"] == pytest.approx(seen[0], rel=1e-6)
+
+
+def test_loss_balancing_repeats_updates_while_the_hook_asks_counting_the_extra_ones():
+    """The repeat hooks see the latest loss, how many extra updates were made so far and the step
+    context; each extra update is one more optimiser step."""
+    module = make_module("optim.n_critic=2")
+    asked = []
+
+    def repeat_twice(loss, extra, ctx):
+        asked.append((loss.detach().clone(), extra, ctx.iteration))
+        return extra < 2
+    module.hooks.repeat_d_step = repeat_twice
+    opt_g, opt_d = run_steps(module, 1)
+    assert (opt_d.steps, opt_g.steps) == (2 + 2, 1)
+    assert [(extra, it) for _, extra, it in asked] == [(0, 0), (1, 0), (2, 0)]
+    assert all(loss.shape == () and loss.dtype == torch.float32 for loss, _, _ in asked)
+    assert len({loss.item() for loss, _, _ in asked}) == 3  # each after the update before it
+
+
+class RecordingLogger:
+    """A logger that keeps what it is sent; `mode` is its W&B experiment's mode (None: no experiment)."""
+
+    def __init__(self, mode=None):
+        self.metrics, self.alerts = [], []
+        if mode is not None:
+            self.experiment = SimpleNamespace(settings=SimpleNamespace(mode=mode),
+                                              alert=lambda **kw: self.alerts.append(kw))
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, dict(metrics)))
+
+
+def with_loggers(module, *loggers):
+    """Attach a stand-in for the Trainer: its loggers, rank 0, and the should_stop flag."""
+    module._trainer = SimpleNamespace(loggers=list(loggers), global_rank=0, should_stop=False)
+    return module
+
+
+def test_logged_scalars_reach_every_logger_at_their_step_and_feed_the_failure_watch():
+    module = with_loggers(make_module("monitor.failure_watch.grad_norm_max=1.5"), RecordingLogger(), RecordingLogger())
+    module.log_scalars({"loss/d": torch.tensor(0.25), "grad_norm/d": torch.tensor(2.0)}, step=4)
+    expected = {"loss/d": 0.25, "grad_norm/d": 2.0}
+    for logger in module.loggers:
+        assert logger.metrics == [(4, expected), (4, {"failure/grad_norm_high": 1.0})]
+    assert module.latest_scalars == expected
+    assert [(e.iteration, e.flag) for e in module.failure_watch.events] == [(4, "grad_norm_high")]
+
+
+def test_a_failure_is_logged_as_a_warning_a_metric_and_an_alert_on_online_runs_only(caplog):
+    from gan_ablate.callbacks.failure_watch import FailureEvent
+
+    online, offline, plain = RecordingLogger("online"), RecordingLogger("offline"), RecordingLogger()
+    module = with_loggers(make_module(), online, offline, plain)
+    with caplog.at_level("WARNING", logger="gan_ablate"):
+        module.report_failures([FailureEvent(7, "d_loss_zero", "|loss/d| < 0.001")])
+    assert caplog.messages == ["failure watch, iteration 7: d_loss_zero (|loss/d| < 0.001)"]
+    for logger in (online, offline, plain):
+        assert logger.metrics == [(7, {"failure/d_loss_zero": 1.0})]
+    assert online.alerts == [{"title": "gan-ablate: d_loss_zero", "text": "iteration 7: |loss/d| < 0.001"}]
+    assert offline.alerts == [] and plain.alerts == []
+
+
+HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step", "g_objective",
+         "g_penalty", "before_g_step", "after_g_step", "after_iteration")
+
+
+# where a hook is handed the module (gan)
+GETS_THE_MODULE = {"d_penalty": 0, "g_objective": 1, "g_penalty": 0, "before_d_step": 0, "after_d_step": 0,
+                   "before_g_step": 0, "after_g_step": 0, "after_iteration": 0}
+
+
+def record_hooks(module):
+    """Every hook call of the chain, with its arguments, passed on to the real hook."""
+    calls = []
+
+    def recording(name, hook):
+        def call(*args):
+            calls.append((name, args))
+            return hook(*args)
+        return call
+    for name in HOOKS:
+        setattr(module.hooks, name, recording(name, getattr(module.hooks, name)))
+    return calls
+
+
+def test_each_hook_gets_the_module_its_batches_and_the_step_context():
+    """Tricks see the iteration and max_steps (schedules), the module, D's real and fake batches (as
+    many fakes as reals, ganhacks #4) and G's fakes; targets are ones for real, zeros for fake."""
+    module = make_module("trainer.max_steps=7")
+    calls = record_hooks(module)
+    run_steps(module, 2)
+    batch = module.cfg.data.batch_size
+    assert [name for name, _ in calls[:len(calls) // 2]] == [
+        "d_fake_batch", "d_input", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step",
+        "d_input", "g_objective", "g_penalty", "before_g_step", "after_g_step", "after_iteration"]
+    for i, (name, args) in enumerate(calls):
+        ctx = args[-1]
+        assert (ctx.iteration, ctx.max_steps) == (i // 13, 7), name
+        if name in GETS_THE_MODULE:
+            assert args[GETS_THE_MODULE[name]] is module, name
+    args = dict(calls[:13])
+    assert args["d_fake_batch"][0].shape == (batch, 2)
+    real_t, fake_t = args["d_targets"][:2]
+    assert torch.equal(real_t, torch.ones(batch, 1)) and torch.equal(fake_t, torch.zeros(batch, 1))
+    _, real, fake, _ = args["d_penalty"]
+    d_inputs = [a for name, a in calls[:13] if name == "d_input"]
+    assert real is d_inputs[0][0] and fake is d_inputs[1][0] and real.shape == fake.shape == (batch, 2)
+    g_loss, _, g_fake, _ = args["g_objective"]
+    assert g_loss.shape == () and g_fake.shape == (batch, 2) and g_fake.requires_grad
+    assert args["g_penalty"][1] is g_fake and d_inputs[2][0] is g_fake
+
+
+def test_penalties_add_to_the_loss_each_net_minimises():
+    """A constant penalty moves no parameter: it shows in the returned (logged) loss as +penalty."""
+    losses = {}
+    for penalty in (0.0, 5.0):
+        module = make_module("trainer.log_every_n_steps=1")
+        module.hooks.d_penalty = lambda gan, real, fake, ctx, c=penalty: torch.tensor(c)
+        module.hooks.g_penalty = lambda gan, fake, ctx, c=penalty: torch.tensor(c)
+        run_steps(module, 1)
+        losses[penalty] = module.latest_scalars
+    for key in ("loss/d", "loss/g"):
+        assert losses[5.0][key] == pytest.approx(losses[0.0][key] + 5.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("every,per_layer", [(2, False), (2, True), (0, False)])
+def test_logged_keys_are_the_losses_and_on_measured_iterations_the_gradient_norms(every, per_layer):
+    logger = RecordingLogger()
+    module = with_loggers(make_module(f"monitor.grad_norm_every={every}", f"monitor.grad_norm_per_layer={per_layer}",
+                                      "trainer.log_every_n_steps=1", "monitor.failure_watch.enabled=false"), logger)
+    run_steps(module, 2)
+    totals = {"grad_norm/d", "grad_norm/g"}
+    layers = {f"grad_norm/{net}/{layer}" for net, m in (("d", module.D), ("g", module.G))
+              for layer in {n.rsplit(".", 1)[0] for n, _ in m.named_parameters()}}
+    measured = (totals | layers if per_layer else totals) if every else set()
+    assert [(step, set(m)) for step, m in logger.metrics] == [(0, {"loss/d", "loss/g"} | measured),
+                                                              (1, {"loss/d", "loss/g"})]
+
+
+def test_each_rank_seeds_its_step_from_its_own_stream(monkeypatch):
+    import gan_ablate.module as module_src
+
+    seeds = []
+    monkeypatch.setattr(module_src, "seed_generators", lambda seed, device: seeds.append((seed, device.type)))
+    module = make_module("seed=3")
+    module._trainer = SimpleNamespace(loggers=[], global_rank=1, should_stop=False)
+    run_steps(module, 2)
+    assert seeds == [(step_seed(3, 0, stream=1), "cpu"), (step_seed(3, 1, stream=1), "cpu")]
+
+
+def test_monitor_settings_reach_the_failure_watch_and_the_non_finite_check():
+    module = make_module("monitor.failure_watch.d_loss_floor=0.01", "monitor.failure_watch.grad_norm_max=50",
+                         "monitor.failure_watch.d_winning=0.25", "monitor.failure_watch.window=4",
+                         "monitor.check_every=5")
+    fw = module.failure_watch
+    assert (fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) == (0.01, 50, 0.25, 4)
+    assert module.non_finite.every == 5
+    off = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
+    assert off.failure_watch is None and off.non_finite is None
+    assert module.automatic_optimization is False  # G and D step by hand, n_critic and g_steps times
+
+
+def test_the_failure_watch_survives_a_checkpoint_and_an_old_checkpoint_loads_as_iteration_0():
+    first, second = make_module("monitor.failure_watch.grad_norm_max=1.0"), make_module()
+    first.log_scalars({"grad_norm/d": torch.tensor(3.0)}, step=6)
+    checkpoint = {}
+    first.on_save_checkpoint(checkpoint)
+    second.on_load_checkpoint(checkpoint)
+    assert [(e.iteration, e.flag) for e in second.failure_watch.events] == [(6, "grad_norm_high")]
+    assert second.failure_watch.update(9, {"grad_norm/d": 3.0}) == []  # raised once per run, resumed or not
+    unwatched = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
+    unwatched.iteration = 5
+    unwatched.on_load_checkpoint(checkpoint)
+    assert unwatched.iteration == 0 and unwatched.failure_watch is None
+    blank = make_module()
+    blank.iteration = 5
+    blank.on_load_checkpoint({})  # a checkpoint written without gan_ablate's state
+    assert blank.iteration == 0 and blank.failure_watch.events == []
+
+
+def test_the_ema_averages_gs_batch_norm_statistics_like_its_weights():
+    """use_buffers=True: the running statistics the EMA G evaluates with are the EMA of G's, not a
+    copy of G's latest (torch's use_buffers=False would copy them)."""
+    decay = 0.5
+    module = make_module("norm_g=batch_norm", f"ema.decay={decay}", "ema.start=0", "ema.warmup=false")
+    attach_optimizers(module)
+    expected = None
+    for _ in range(4):
+        run_steps(module, 1)
+        stats = {n: b.clone() for n, b in module.G.named_buffers() if b.is_floating_point()}
+        expected = stats if expected is None else {n: decay * expected[n] + (1 - decay) * b for n, b in stats.items()}
+    averaged = dict(module.G_ema.module.named_buffers())
+    assert expected
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value)
+        assert not torch.allclose(averaged[name], dict(module.G.named_buffers())[name])
+
+
+@pytest.mark.parametrize("loss,draws_per_iteration", [("non_saturating", 1), ("relativistic", 2)])
+def test_g_draws_a_real_batch_only_for_losses_that_compare_with_real_data(loss, draws_per_iteration):
+    module = make_module(f"loss={loss}")
+    draws, draw = [], module.real_batch
+    module.real_batch = lambda: draws.append(1) or draw()
+    run_steps(module, 3)
+    assert len(draws) == 3 * draws_per_iteration
+
+
+def test_the_ema_generator_with_averaged_statistics_is_the_average_itself():
+    module = make_module("norm_g=batch_norm", "ema.bn_stats=averaged")
+    run_steps(module, 2)
+    assert module.ema_generator() is module.G_ema.module
+
+
+def test_uncached_batches_are_a_function_of_the_seed():
+    """data.cache=false shuffles through a DataLoader whose generator is seeded from the run's seed."""
+    def batches(seed):
+        module = make_module("dataset_cache=dataloader", f"seed={seed}")
+        return torch.cat([module.real_batch() for _ in range(3)])
+    assert torch.equal(batches(1), batches(1)) and not torch.equal(batches(1), batches(2))
+
+
+@pytest.mark.parametrize("stop_on_non_finite", [True, False])
+def test_a_logged_nan_stops_the_trainer_only_when_asked_and_a_finite_one_never(stop_on_non_finite):
+    module = with_loggers(make_module(f"monitor.failure_watch.stop_on_non_finite={stop_on_non_finite}"))
+    module.log_scalars({"loss/d": torch.tensor(0.5)}, step=0)
+    assert module.trainer.should_stop is False and module.divergence() == {}
+    module.log_scalars({"loss/d": torch.tensor(float("nan"))}, step=1)
+    assert module.trainer.should_stop is stop_on_non_finite
+    assert module.divergence() == {"diverged_at_iteration": 1, "reason": "loss/d not finite"}
+
+
+def test_a_run_without_the_watches_checkpoints_none_for_them():
+    module = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["gan_ablate"]["failure_watch"] is None and checkpoint["gan_ablate"]["non_finite"] is None
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_fit_start_attaches_the_data_modules_data_and_labels(with_labels):
+    module = make_module()
+    data = torch.randn(100, 2)
+    labels = torch.arange(100) % 8 if with_labels else None
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(data=data, labels=labels))
+    module.on_fit_start()
+    assert torch.equal(module.real_data, data)
+    assert (module.real_labels is None) if labels is None else torch.equal(module.real_labels, labels)

@@ -1,9 +1,9 @@
 """Mode metrics for 2-D mixtures, the PacGAN protocol (Lin et al. 2018, sec. 5.1).
 
-A sample is high quality (HQ) when it lies within `hq_sigmas` standard deviations of its nearest
-mode; a mode is covered when at least one HQ sample is nearest to it. Reverse KL is
-KL(generated || real) between mode histograms: every sample is assigned to its nearest mode and the
-real histogram is uniform over the modes.
+A sample is high quality (HQ) when it lies less than `hq_sigmas` standard deviations from its nearest
+mode (strictly less: `min_dis < dis_thre` in PacGAN's MetricLogger, fjxmlzn/PacGAN); a mode is covered
+when at least one HQ sample is nearest to it. Reverse KL is KL(generated || real) between mode
+histograms: every sample is assigned to its nearest mode and the real histogram is uniform over the modes.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 def mode_metrics(samples: torch.Tensor, modes: torch.Tensor, std: float, hq_sigmas: float = 3.0) -> dict:
     samples, modes = samples.double(), modes.double().to(samples.device)
     dist, nearest = torch.cdist(samples, modes).min(dim=1)
-    hq = dist <= hq_sigmas * std
+    hq = dist < hq_sigmas * std
     n_modes = modes.shape[0]
     hq_counts = torch.bincount(nearest[hq], minlength=n_modes)
     p = torch.bincount(nearest, minlength=n_modes).double() / samples.shape[0]
