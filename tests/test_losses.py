@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, make_module, run_train_py
+from conftest import TINY, make_cfg, make_module, run_train_py
 from helpers import run_steps
 
 from gan_ablate.config import LossConfig
@@ -67,6 +67,14 @@ def test_bce_losses_use_the_targets():
     assert soft == pytest.approx(expected, rel=1e-6)
 
 
+def test_lsgan_d_loss_pulls_each_batch_to_its_own_target():
+    """Mao et al. 2017, eq. 9 with their a = -1 (fake), b = 1 (real) coding (sec. 3.2.1): a fake target other
+    than 0 shows which side of it the fake logits sit."""
+    loss = build_loss(LossConfig(name="lsgan"))
+    expected = 0.5 * mean([(r - 1) ** 2 for r in R]) + 0.5 * mean([(f + 1) ** 2 for f in F])
+    assert loss.d_loss(REAL, FAKE, ONES, -ONES).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_gradient_penalty_zero_for_unit_norm_linear_critic():
     torch.manual_seed(0)
     critic = nn.Linear(5, 1, bias=True)
@@ -99,16 +107,19 @@ def test_dragan_penalty_is_zero_when_the_gradient_norm_is_one_around_the_data():
     assert dragan_penalty(critic, real).item() == pytest.approx(4.0, rel=1e-5)
 
 
-def test_began_k_follows_the_equilibrium_rule():
+def test_began_k_follows_the_equilibrium_rule_clipped_to_0_1():
+    """Berthelot et al. 2017, sec. 3.4: D's loss L(x) - k_t L(G(z)), then k_t+1 = clip(k_t + lambda_k (gamma L(x)
+    - L(G(z))), 0, 1); these energies push the unclipped k below 0 (twice) and above 1 (once)."""
     loss = build_loss(LossConfig(name="began", gamma=0.5, lambda_k=0.1))
-    k = 0.0
-    for real_e, fake_e in [(2.0, 0.2), (2.0, 0.5), (1.0, 3.0), (1.0, 3.0), (5.0, 0.0)]:
+    k, unclipped = 0.0, []
+    for real_e, fake_e in [(2.0, 0.2), (2.0, 0.5), (1.0, 3.0), (1.0, 3.0), (5.0, 0.0), (30.0, 0.0), (1.0, 3.0)]:
         d = loss.d_loss(torch.tensor([[real_e]]), torch.tensor([[fake_e]]), None, None)
         assert d.item() == pytest.approx(real_e - k * fake_e)
         loss.after_d_step(None, None)
-        k = min(1.0, max(0.0, k + 0.1 * (0.5 * real_e - fake_e)))
+        unclipped.append(k + 0.1 * (0.5 * real_e - fake_e))
+        k = min(1.0, max(0.0, unclipped[-1]))
         assert loss.k.item() == pytest.approx(k, abs=1e-6)
-    assert 0.0 <= loss.k.item() <= 1.0
+    assert min(unclipped) < 0.0 and max(unclipped) > 1.0
 
 
 @pytest.mark.parametrize("name", ["ebgan", "began"])
@@ -120,6 +131,48 @@ def test_energy_losses_replace_d_with_an_autoencoder(name):
     energy = module.D(x)
     assert energy.shape == (8, 1) and (energy >= 0).all()
     run_steps(module, 3)
+
+
+def mlp_autoencoder_energy(linears, x, norm):
+    """The energy D should compute, from its four linear layers: encoder dim -> hidden -> code, LeakyReLU(0.2)
+    after the hidden layer, none on the code (the PT term compares raw codes), the decoder code -> hidden -> dim
+    with LeakyReLU(0.2) on its input and after its hidden layer; energy the mean L1 or L2 error per sample."""
+    first, to_code, from_code, last = linears
+    code = to_code(nn.functional.leaky_relu(first(x.flatten(1)), 0.2))
+    reconstruction = last(nn.functional.leaky_relu(from_code(nn.functional.leaky_relu(code, 0.2)), 0.2))
+    error = reconstruction - x.flatten(1)
+    return code, (error.pow(2) if norm == "l2" else error.abs()).mean(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("name,norm", [("ebgan", "l2"), ("began", "l1")])  # BEGAN: L(v) = |v - D(v)|^eta, eta = 1
+@pytest.mark.parametrize("overrides,sample_shape,hidden", [
+    ([], (2,), 16),  # 1-D data: the MLP D's width, model.d_hidden
+    (["data=digits", "model.g_channels=8"], (1, 8, 8), 256),  # images: d_hidden sizes no MLP there; a small DCGAN G
+])
+def test_energy_d_is_a_leaky_relu_autoencoder_and_its_energy_the_reconstruction_error(name, norm, overrides,
+                                                                                        sample_shape, hidden):
+    from gan_ablate.config import validate
+    from gan_ablate.module import GANModule
+    D = GANModule(validate(make_cfg(f"loss={name}", *overrides)), sample_shape).D
+    linears = [m for m in D.modules() if isinstance(m, nn.Linear)]
+    dim, code_width = math.prod(sample_shape), hidden // 4
+    assert [(m.in_features, m.out_features) for m in linears] == [(dim, hidden), (hidden, code_width),
+                                                                   (code_width, hidden), (hidden, dim)]
+    x = torch.randn(8, *sample_shape, generator=torch.Generator().manual_seed(0))
+    code, energy = mlp_autoencoder_energy(linears, x, norm)
+    torch.testing.assert_close(D(x), energy)
+    torch.testing.assert_close(D.code, code)
+
+
+def test_energy_d_code_is_a_quarter_of_the_hidden_width_and_at_least_two_wide():
+    """A bottleneck of hidden // 4, but never one wide: the pulling-away term compares the codes' directions,
+    and one-wide codes all lie on one line, so PT = 1 whatever G generates."""
+    from gan_ablate.losses import AutoencoderEnergy, pulling_away
+    assert pulling_away(torch.randn(8, 1)).item() == pytest.approx(1.0)
+    for hidden, code_width in [(16, 4), (40, 10), (4, 2)]:
+        autoencoder = AutoencoderEnergy((2,), hidden, "l2")
+        autoencoder(torch.randn(8, 2))
+        assert autoencoder.code.shape == (8, code_width)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
