@@ -35,8 +35,10 @@ test-slurm: setup  ## as root: a one-node SLURM cluster on this machine, the SLU
 bench: setup  ## GANModule vs a plain PyTorch loop, side by side: a markdown table of per-iteration ratios
 	$(PY) scripts/bench_overhead.py
 
+# one torch thread per run: the 2-D nets are tiny, and with two threads on a busy 2-core machine a run fell from
+# ~100 to 0.6 iterations/s (threads waiting on each other)
 demo: setup  ## a real small ablation on ring8: baseline and three tricks added one at a time, three seeds, then the report
-	$(PY) train.py -m hydra/sweeper=ablation ablation.tricks=[label_smoothing,instance_noise,spectral_norm] \
+	OMP_NUM_THREADS=1 $(PY) train.py -m hydra/sweeper=ablation ablation.tricks=[label_smoothing,instance_noise,spectral_norm] \
 		ablation.design=add_one ablation.seeds=3 trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
 	$(PY) scripts/report.py multirun/demo
 
