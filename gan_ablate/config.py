@@ -280,9 +280,12 @@ class LoggerConfig:
     entity: Optional[str] = None
     # None: online when W&B credentials are set up, offline otherwise. Or "online" / "offline".
     mode: Optional[str] = None
+    # how long the start waits for the W&B server; then the run logs offline, to be uploaded with `wandb sync`
+    init_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         _check_choice("logger.mode", self.mode, (None, "online", "offline"))
+        _check_range("logger.init_timeout_s", self.init_timeout_s, 0, low_open=True)
 
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn")

@@ -8,15 +8,20 @@
   makes the rows durable before a checkpoint, so the logger goes by what the run's W&B files (one per
   start) hold: it logs no (iteration, key) they already hold, and `replay` logs the CSV rows the
   checkpoint restored, of which it thereby logs only those W&B lost.
+- W&B never stops training. A start that fails online (server unreachable, refusing, not answering within
+  the init timeout, a bad key) falls back to offline files, which `wandb sync` uploads later.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 import pytorch_lightning as pl
 
 from gan_ablate.wandb_offline import find_run_files, read_history
+
+log = logging.getLogger("gan_ablate")
 
 STEP = "iteration"
 
@@ -35,7 +40,7 @@ class RunWandbLogger(pl.loggers.WandbLogger):
     @property
     def experiment(self):
         fresh = self._experiment is None
-        run = super().experiment
+        run = self._start() if fresh else super().experiment
         if fresh:  # replaces the trainer/global_step axis Lightning has just defined
             run.define_metric(STEP)
             run.define_metric("*", step_metric=STEP, overwrite=True)
@@ -50,3 +55,25 @@ class RunWandbLogger(pl.loggers.WandbLogger):
         """The CSV rows a resumed run restored (those logged before its checkpoint), for any W&B lost."""
         for row in csv_rows:
             self.log_metrics({key: float(value) for key, value in row.items() if key != "step"}, step=int(row["step"]))
+
+    def _start(self):
+        """wandb.init as configured; offline if the online start fails."""
+        import wandb
+
+        try:
+            return super().experiment
+        except (wandb.Error, TimeoutError) as e:
+            if self._wandb_init.get("mode") == "offline":
+                raise
+            # the failed start leaves its run id taken in W&B's service, which refuses the offline start with
+            # "run ID ... is in use"; W&B's advice (wandb/wandb#8003) is a teardown, which starts a new service
+            wandb.teardown()
+            self._wandb_init["mode"] = "offline"
+            run = super().experiment
+            log.warning("W&B could not start online (%s); logging offline instead: upload later with "
+                        "`wandb sync %s`", one_line(e), run.settings.sync_dir)
+            return run
+
+
+def one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"

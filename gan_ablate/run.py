@@ -101,6 +101,8 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
     if settings.logger.csv:
         loggers.append(pl.loggers.CSVLogger(save_dir=str(run_dir), name="", version="csv"))
     if settings.logger.wandb:
+        import wandb
+
         os.environ.setdefault("WANDB_SILENT", "true")
         tricks = list(settings.trick)
         # group = the sweep; the cell and seed in the config, so W&B's grouped tables split by them
@@ -109,6 +111,7 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepI
             project=settings.logger.project, entity=settings.logger.entity, name=name,
             group=sweep.group, tags=(tricks or ["baseline"]) + ([f"design:{sweep.design}"] if sweep.design else []),
             mode=wandb_mode(settings.logger.mode), reinit=True,
+            settings=wandb.Settings(init_timeout=settings.logger.init_timeout_s),
             config={**resolved, "cell": sweep.cell or name.rsplit("-s", 1)[0], "design": sweep.design,
                     "sweep": sweep.group},
             resume="allow",
