@@ -9,13 +9,14 @@
   start) hold: it logs no (iteration, key) they already hold, and `replay` logs the CSV rows the
   checkpoint restored, of which it thereby logs only those W&B lost.
 - W&B never stops training. A start that fails online (server unreachable, refusing, not answering within
-  the init timeout, a bad key) falls back to offline files, which `wandb sync` uploads later.
+  the init timeout, a bad key) falls back to offline files, which `wandb sync` uploads later; a W&B call
+  that fails later is reported once, and the run goes on without W&B (the CSV and result.json hold it all).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import pytorch_lightning as pl
 
@@ -36,6 +37,7 @@ class RunWandbLogger(pl.loggers.WandbLogger):
     def __init__(self, run_dir: Path, id: str, **kwargs):
         super().__init__(save_dir=str(run_dir), id=id, **kwargs)
         self.held = held_entries(find_run_files(run_dir, id))  # read before this start adds its own file
+        self.failed = False  # a W&B call failed mid-run or at the end
 
     @property
     def experiment(self):
@@ -49,7 +51,7 @@ class RunWandbLogger(pl.loggers.WandbLogger):
     def log_metrics(self, metrics: Mapping[str, object], step: Optional[int] = None) -> None:
         new = {key: value for key, value in metrics.items() if (step, key) not in self.held}
         if new:
-            self.experiment.log({**new, STEP: step})
+            self.unless_failed("logging", lambda: self.experiment.log({**new, STEP: step}))
 
     def replay(self, csv_rows: list[dict]) -> None:
         """The CSV rows a resumed run restored (those logged before its checkpoint), for any W&B lost."""
@@ -73,6 +75,18 @@ class RunWandbLogger(pl.loggers.WandbLogger):
             log.warning("W&B could not start online (%s); logging offline instead: upload later with "
                         "`wandb sync %s`", one_line(e), run.settings.sync_dir)
             return run
+
+    def unless_failed(self, doing: str, call: Callable[[], object]) -> None:
+        """Calls W&B unless a call failed before: the first failure is reported on one line, and then W&B is
+        left alone (a W&B whose service died would fail every call) while the run goes on."""
+        if self.failed:
+            return
+        try:
+            call()
+        except Exception as e:
+            self.failed = True
+            log.warning("W&B failed while %s (%s); the run goes on without W&B: its CSV and result.json hold "
+                        "every value", doing, one_line(e))
 
 
 def one_line(error: Exception) -> str:

@@ -439,23 +439,26 @@ def summarise_in_wandb(loggers: list[Any], record: dict) -> None:
     """The status, final/<G>/<metric> and eval/<G>/<metric> (its summary_rule over the whole history) in
     each W&B run's summary: one column each in W&B's tables. W&B's own aggregate covers only the rows
     logged since the run's latest start, and a resumed run's earlier evaluations are in earlier files."""
-    aggregate = {"min": min, "max": max, "last": lambda values: values[-1]}
     for logger in loggers:
-        if isinstance(logger, pl.loggers.WandbLogger):
-            summary = logger.experiment.summary
-            summary["status"] = record["status"]
-            for key in ("reason", "diverged_at_iteration"):  # a diverged run says why and where
-                if key in record:
-                    summary[key] = record[key]
-            for net, values in record["metrics"].items():
-                for metric, value in values.items():
-                    summary[f"final/{net}/{metric}"] = value
-                    rule = summary_rule(metric)
-                    history = [h[net][metric] for h in record["history"] if metric in h.get(net, {})]
-                    summary[f"eval/{net}/{metric}"] = {rule: aggregate[rule](history)}
+        if isinstance(logger, RunWandbLogger):
+            logger.unless_failed("writing the summary", lambda: write_summary(logger.experiment.summary, record))
+
+
+def write_summary(summary, record: dict) -> None:
+    aggregate = {"min": min, "max": max, "last": lambda values: values[-1]}
+    summary["status"] = record["status"]
+    for key in ("reason", "diverged_at_iteration"):  # a diverged run says why and where
+        if key in record:
+            summary[key] = record[key]
+    for net, values in record["metrics"].items():
+        for metric, value in values.items():
+            summary[f"final/{net}/{metric}"] = value
+            rule = summary_rule(metric)
+            history = [h[net][metric] for h in record["history"] if metric in h.get(net, {})]
+            summary[f"eval/{net}/{metric}"] = {rule: aggregate[rule](history)}
 
 
 def _finish_wandb(loggers: list[Any]) -> None:
     for logger in loggers:
-        if isinstance(logger, pl.loggers.WandbLogger):
-            logger.experiment.finish()
+        if isinstance(logger, RunWandbLogger):
+            logger.unless_failed("finishing", lambda: logger.experiment.finish())

@@ -1,9 +1,11 @@
 """W&B never stops a run (issue 17). With credentials present and the W&B server out of reach (a closed port,
 or one that accepts and never answers), the start waits at most logger.init_timeout_s, then logs offline with
-one warning line that says how to upload later, and the run ends `ok` with every value in its offline files."""
+one warning line that says how to upload later, and the run ends `ok` with every value in its offline files.
+A W&B call that fails later (its service gone) is reported once, and the run still ends `ok`."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -12,8 +14,11 @@ from typing import Iterator
 
 import pytest
 
-from conftest import run_train_py
+from conftest import make_cfg, run_train_py
 from test_wandb_records import RUN, EVALUATED, assert_every_evaluation_in_wandb, assert_wandb_holds_the_csv_once
+import gan_ablate.run
+from gan_ablate.loggers import RunWandbLogger
+from gan_ablate.run import train
 from gan_ablate.wandb_offline import find_run_files
 
 INIT_TIMEOUT_S = 5
@@ -78,3 +83,49 @@ def test_a_run_whose_wandb_server_is_out_of_reach_logs_offline_and_ends_ok(tmp_p
     assert wall < INIT_TIMEOUT_S + 70, f"{wall:.0f} s"
     assert_wandb_holds_the_csv_once(run_dir)  # the losses, gradient norms and evaluations, each once
     assert_every_evaluation_in_wandb(run_dir, EVALUATED)
+
+
+class DyingWandbRun:
+    """A W&B run whose service dies at its first `dies_at` call (log, summary or finish): that call and every
+    later one raise."""
+
+    def __init__(self, dies_at: str) -> None:
+        self.dies_at, self.dead, self.failed_calls = dies_at, False, 0
+
+    def call(self, name: str) -> None:
+        self.dead = self.dead or name == self.dies_at
+        if self.dead:
+            self.failed_calls += 1
+            raise ConnectionResetError("wandb-core is gone")
+
+    def log(self, row: dict) -> None:
+        self.call("log")
+
+    @property
+    def summary(self) -> dict:
+        self.call("summary")
+        return {}
+
+    def finish(self) -> None:
+        self.call("finish")
+
+
+@pytest.mark.parametrize("dies_at, doing", [("log", "logging"), ("summary", "writing the summary"),
+                                            ("finish", "finishing")])
+def test_a_wandb_failure_mid_run_or_at_the_end_is_reported_once_and_the_run_ends_ok(tmp_path, monkeypatch, caplog,
+                                                                                    dies_at, doing):
+    dying = DyingWandbRun(dies_at)
+    build_loggers = gan_ablate.run.build_loggers
+
+    def with_dying_wandb(*args):
+        return [*build_loggers(*args), RunWandbLogger(tmp_path, "dying", experiment=dying)]
+
+    monkeypatch.setattr(gan_ablate.run, "build_loggers", with_dying_wandb)
+    with caplog.at_level(logging.WARNING, logger="gan_ablate"):
+        record = train(make_cfg("trainer.max_steps=20", "metrics.every=10", "trainer.log_every_n_steps=1"),
+                       tmp_path / "run").data
+    assert record["status"] == "ok" and [h["iteration"] for h in record["history"]] == [10, 20]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "ok"
+    [warning] = [r.getMessage() for r in caplog.records if "W&B" in r.getMessage()]
+    assert warning.startswith(f"W&B failed while {doing} (ConnectionResetError: wandb-core is gone)")
+    assert dying.failed_calls == 1  # then W&B is left alone: no later row, summary or finish calls it
