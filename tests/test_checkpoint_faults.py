@@ -11,13 +11,15 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 
 import gan_ablate.run
-from conftest import make_cfg, run_train_py
+from conftest import ROOT, TINY, make_cfg, run_train_py
 from gan_ablate.callbacks.checkpoint import LAST, PREVIOUS, AtomicCheckpointIO, read_checkpoint
 from gan_ablate.run import DiskFull, train
 from test_resume import (RUN, assert_same_run, csv_steps, last_iteration, start, uninterrupted,  # noqa: F401
@@ -158,3 +160,28 @@ def test_a_full_disk_stops_the_run_on_one_line_keeping_checkpoint_and_record_and
 
     monkeypatch.undo()  # space freed
     assert_ends_like(tmp_path, reference, resumed_from=100)
+
+
+@pytest.mark.slow
+def test_train_py_stopped_by_a_full_disk_says_so_on_one_line_and_exits_1(tmp_path):
+    """train.py, its checkpoint writes failing with ENOSPC (a hook that wraps `open` before the run starts)."""
+    hook = f"""
+import builtins, io, runpy, sys
+sys.path[:0] = [{str(ROOT / "tests")!r}]
+from test_checkpoint_faults import NoSpace
+real_open = builtins.open
+def open_(file, mode="r", *args, **kwargs):
+    opened = real_open(file, mode, *args, **kwargs)
+    return NoSpace(opened) if "w" in mode and ".last.ckpt." in str(file) else opened
+builtins.open = io.open = open_
+sys.argv[0] = {str(ROOT / "train.py")!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", hook, *TINY, "trainer.max_steps=20", "checkpoint.every=10",
+                             "metrics.every=0", f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gan-ablate: no space left on the disk writing "
+                                                   f"{tmp_path / 'checkpoints' / LAST} ("), result.stderr
+    assert json.loads((tmp_path / "result.json").read_text())["error"] == lines[0].removeprefix("gan-ablate: ")
