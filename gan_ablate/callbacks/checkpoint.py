@@ -84,8 +84,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
         buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)  # in memory first: torch's own file writer reports a full disk as a
-        # RuntimeError without its errno; a Python write raises OSError(ENOSPC) naming the file
+        # in memory first (as Lightning does): torch's own file writer reports a full disk as a RuntimeError
+        # without its errno, where Python's write raises OSError(ENOSPC)
+        torch.save(checkpoint, buffer)
         write_atomically(Path(path), lambda tmp: Path(tmp).write_bytes(buffer.getvalue()),
                          keep_previous=Path(path).with_name(PREVIOUS))
 
