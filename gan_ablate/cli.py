@@ -54,7 +54,7 @@ def hydra_main(cfg: DictConfig) -> str:
     its failure is in its result.json and traceback.txt, and the sweep goes on)."""
     from gan_ablate.callbacks.checkpoint import UnusableCheckpoint
     from gan_ablate.record import RunRecord, run_name
-    from gan_ablate.run import FolderHoldsAnotherRun, train  # heavy imports after Hydra parsed the command line
+    from gan_ablate.run import DiskFull, FolderHoldsAnotherRun, train  # heavy: after Hydra parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = _sweep_info(cfg)
@@ -68,6 +68,12 @@ def hydra_main(cfg: DictConfig) -> str:
             print(f"gan-ablate: config error: {e}", file=sys.stderr)
             sys.exit(2)
         print(f"gan-ablate: job {sweep.job_num} refused: {e}", file=sys.stderr)
+        return "failed"
+    except DiskFull as e:  # one line says it all: which file, how much space is left, how to go on
+        if not in_sweep:
+            print(f"gan-ablate: {e}", file=sys.stderr)
+            sys.exit(1)
+        log.error("job %s failed: %s", sweep.job_num, e)
         return "failed"
     except ConfigError as e:
         if not in_sweep:

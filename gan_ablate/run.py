@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import time
 import traceback
@@ -15,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from netrc import netrc
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -25,9 +27,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from gan_ablate.callbacks import EvaluationCallback
 from gan_ablate.callbacks.evaluation import LatentOnly
-from gan_ablate.callbacks.checkpoint import (LAST, CheckpointOnSignal, IterationCheckpoint, KeepLogsInStep,
-                                             UnusableCheckpoint, kept_csv_rows, read_checkpoint,
-                                             resumable_checkpoint)
+from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, CheckpointOnSignal, IterationCheckpoint,
+                                             KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
+                                             read_checkpoint, resumable_checkpoint)
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
@@ -96,10 +98,22 @@ def check_config(cfg: DictConfig) -> TrainConfig:
     return settings
 
 
+class CSVLogger(pl.loggers.CSVLogger):
+    """Lightning's, naming its file in the error of a write that fails (the csv module's writes name none), so
+    that a full disk is reported with the file it could not write."""
+
+    def save(self) -> None:
+        try:
+            super().save()
+        except OSError as e:
+            e.filename = e.filename or self.experiment.metrics_file_path
+            raise
+
+
 def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepInfo, resolved: dict):
     loggers = []
     if settings.logger.csv:
-        loggers.append(pl.loggers.CSVLogger(save_dir=str(run_dir), name="", version="csv"))
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version="csv"))
     if settings.logger.wandb:
         import wandb
 
@@ -327,7 +341,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
     if previous and previous.get("status") in ("ok", "diverged"):
         log.info("%s: already finished in %s (status %s)", name, run_dir, previous["status"])
         return RunRecord(run_dir, **previous)
-    resume = settings.checkpoint.resume and last_ckpt.exists()
+    resume = settings.checkpoint.resume and has_checkpoint(last_ckpt.parent)
     fingerprint = config_fingerprint(resolved)
 
     record = RunRecord(run_dir, name=name, tricks=tricks, seed=settings.seed, data=settings.data.name,
@@ -338,7 +352,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                        attempts=(previous or {}).get("attempts", 0) + 1)
     record.writable = main_rank
     try:
-        checkpoint = resumable_checkpoint(last_ckpt, fingerprint) if resume else {}
+        resume_from, checkpoint = resumable_checkpoint(last_ckpt.parent, fingerprint) if resume else (None, {})
     except UnusableCheckpoint as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}")  # never left `running`
         raise
@@ -356,6 +370,10 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
         if accepted:
             accepted()
         record.write()
+        if resume and resume_from != last_ckpt and main_rank:
+            # torn or missing: gone before the next save would keep it as the previous checkpoint in place of
+            # the one this run resumes from
+            last_ckpt.unlink(missing_ok=True)
         evaluation = build_evaluation(settings, dm, run_dir, scoring=main_rank)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None),
@@ -377,7 +395,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             enable_progress_bar=t.enable_progress_bar and main_rank,
             callbacks=[evaluation, KeepLogsInStep(), on_signal, saver, clock, *(callbacks or [])]
             + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar and main_rank else []),
-            default_root_dir=str(run_dir), num_sanity_val_steps=0,
+            default_root_dir=str(run_dir), num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the "batches" are iteration numbers: every rank runs all of them
         )
         log.info("%s: %s %d iterations on %s", name,
@@ -387,7 +405,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             # stopped after its final checkpoint but before its record: nothing is left to train
             restore_final_state(checkpoint, module, evaluation)
         else:
-            trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None, weights_only=True)
+            trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume else None, weights_only=True)
             if settings.trainer.strategy == "ddp_spawn":  # trained in child processes
                 restore_final_state(read_checkpoint(last_ckpt), module, evaluation)
         if not main_rank:
@@ -410,6 +428,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             record.path.unlink(missing_ok=True)  # refused, not run: the caller reports it
         raise
     except BaseException as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            stop_on_full_disk(record, e, clock.times())
         record.update(status="failed", error=f"{type(e).__name__}: {e}", **clock.times())
         if main_rank:
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
@@ -419,6 +439,28 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
     if on_signal.received is not None:
         on_signal.hand_back()  # requeue and exit
     return record
+
+
+class DiskFull(Exception):
+    """A write found its disk full: the message names the file and the space left there, and the way on."""
+
+    def __init__(self, error: OSError, run_dir: Path):
+        path = Path(error.filename or run_dir)
+        folder = next(p for p in (path, *path.parents) if p.exists())
+        free = shutil.disk_usage(folder).free
+        super().__init__(f"no space left on the disk writing {path} ({free / 2**20:,.1f} MiB free there); free some "
+                         "space and start the run again: it resumes from its last checkpoint")
+
+
+def stop_on_full_disk(record: RunRecord, error: OSError, times: dict) -> NoReturn:
+    """The record says failed, with DiskFull's line, if the disk takes that much; else it stays as it was, whole
+    (written atomically). No traceback.txt: the line says it all, and the disk is full."""
+    full = DiskFull(error, record.path.parent)
+    try:
+        record.update(status="failed", error=str(full), **times)
+    except OSError:
+        pass
+    raise full from error
 
 
 def describe_devices(trainer: pl.Trainer) -> str:

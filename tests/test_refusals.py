@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import TINY, run_train_py
-from gan_ablate.callbacks.checkpoint import STAMP
+from gan_ablate.callbacks.checkpoint import PREVIOUS, STAMP
 from gan_ablate.run import config_fingerprint
 
 RUN = [*TINY, "trainer.max_steps=20", "metrics.every=0", "checkpoint.every=10"]
@@ -58,15 +58,16 @@ def assert_refused(result, run_dir: Path, before: dict[str, str], problem: str) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["random_bytes", "truncated_to_half", "empty"])
-def test_an_unreadable_checkpoint_is_refused_on_one_line_and_the_record_says_failed(tmp_path, finished, damage):
+def test_unreadable_checkpoints_are_refused_on_one_line_and_the_record_says_failed(tmp_path, finished, damage):
     run_dir = unfinished_copy(finished, tmp_path / damage)
-    ckpt = run_dir / CKPT
-    written = ckpt.read_bytes()
-    ckpt.write_bytes({"random_bytes": os.urandom(len(written)), "truncated_to_half": written[:len(written) // 2],
-                      "empty": b""}[damage])
+    for ckpt in (run_dir / CKPT, run_dir / CKPT.with_name(PREVIOUS)):  # with one readable, the run resumes from it
+        written = ckpt.read_bytes()
+        ckpt.write_bytes({"random_bytes": os.urandom(len(written)), "truncated_to_half": written[:len(written) // 2],
+                          "empty": b""}[damage])
     before = snapshot(run_dir, but=("result.json",))
     result = run_train_py(*RUN, f"hydra.run.dir={run_dir}")
     assert_refused(result, run_dir, before, "cannot be read")
+    assert f"and the previous checkpoint {PREVIOUS} cannot be read" in result.stderr
 
 
 @pytest.mark.slow

@@ -3,8 +3,11 @@
 - IterationCheckpoint: Lightning's ModelCheckpoint keeping one `last.ckpt`, every N *iterations*
   (Lightning's step counter counts optimizer steps: n_critic + g_steps of them per iteration),
   stamped with the checkpoint format and the fingerprint of the config that wrote it.
-- resumable_checkpoint: reads last.ckpt once and refuses (UnusableCheckpoint) one that cannot resume
-  this run: unreadable, of another format version, or written under another config.
+- AtomicCheckpointIO: Lightning's CheckpointIO writing each checkpoint whole (a temporary file beside
+  it, fsync, rename) and keeping the one it replaces as `last.previous.ckpt`.
+- resumable_checkpoint: reads last.ckpt once (the previous one when last.ckpt is torn or missing) and
+  refuses (UnusableCheckpoint) one that cannot resume this run: unreadable, of another format
+  version, or written under another config.
 - KeepLogsInStep: flushes the loggers into the checkpoint's moment and records how many CSV rows
   were on disk, so a resumed run drops the rows written after it and logs them again, exactly once.
 - CheckpointOnSignal: SIGUSR1/SIGUSR2 (SLURM's warning before the time limit) and SIGTERM
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import signal
@@ -22,15 +26,19 @@ import subprocess
 import threading
 import warnings
 from pathlib import Path
+from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from gan_ablate.atomic import write_atomically
 from gan_ablate.config import ConfigError
 
 log = logging.getLogger("gan_ablate")
 LAST = "last.ckpt"
+PREVIOUS = "last.previous.ckpt"
 # Raised whenever what a checkpoint holds changes meaning, so that an older checkpoint is refused rather
 # than misread. Checkpoints from before the stamp carry none and are refused the same way.
 CHECKPOINT_FORMAT = 1
@@ -41,6 +49,7 @@ class UnusableCheckpoint(ConfigError):
     """The run folder's last.ckpt cannot resume this run; the message names the file and the ways out."""
 
     def __init__(self, path: Path, problem: str):
+        self.problem = problem
         super().__init__(f"{path} {problem}; train this run from scratch there (replacing it) with "
                          "checkpoint.resume=false, or give it another folder with hydra.run.dir=...")
 
@@ -64,6 +73,22 @@ class IterationCheckpoint(ModelCheckpoint):
     def save_now(self, trainer: pl.Trainer) -> None:
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's own save (TorchCheckpointIO) renames a file written in the system's temporary folder,
+    often another disk, where the rename is a copy that a kill leaves torn; and it keeps nothing of the
+    checkpoint it replaces. Here the checkpoint is written beside its place and on the disk before it
+    takes it, and the one it replaces stays as `last.previous.ckpt` (not Lightning's save_top_k=2 with
+    save_last="link", whose last.ckpt is a link Lightning deletes and then creates again)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
+        buffer = io.BytesIO()
+        # in memory first (as Lightning does): torch's own file writer reports a full disk as a RuntimeError
+        # without its errno, where Python's write raises OSError(ENOSPC)
+        torch.save(checkpoint, buffer)
+        write_atomically(Path(path), lambda tmp: Path(tmp).write_bytes(buffer.getvalue()),
+                         keep_previous=Path(path).with_name(PREVIOUS))
 
 
 def csv_file(trainer: pl.Trainer) -> Path | None:
@@ -104,13 +129,36 @@ def read_checkpoint(path: Path) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the "pickle protocol" of some damaged files
             return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise UnusableCheckpoint(path, "is missing") from e
     except Exception as e:  # damaged files raise anything: UnpicklingError, OSError, EOFError, KeyError, ...
         raise UnusableCheckpoint(path, f"cannot be read ({type(e).__name__}: corrupt or truncated)") from e
 
 
-def resumable_checkpoint(path: Path, fingerprint: str) -> dict:
-    """last.ckpt, read once, if it was written by this run: same checkpoint format, same config."""
-    checkpoint = read_checkpoint(path)
+def has_checkpoint(folder: Path) -> bool:
+    return (folder / LAST).exists() or (folder / PREVIOUS).exists()
+
+
+def resumable_checkpoint(folder: Path, fingerprint: str) -> tuple[Path, dict]:
+    """The folder's newest readable checkpoint and its path, if written by this run (same checkpoint format,
+    same config): last.ckpt, or, when a kill tore it (or came between the renames), the previous one."""
+    last, previous = folder / LAST, folder / PREVIOUS
+    try:
+        path, checkpoint = last, read_checkpoint(last)
+    except UnusableCheckpoint as torn:
+        if not previous.exists():
+            raise
+        try:
+            path, checkpoint = previous, read_checkpoint(previous)
+        except UnusableCheckpoint as also:
+            raise UnusableCheckpoint(last, f"{torn.problem} and the previous checkpoint {previous.name} "
+                                           f"{also.problem}") from also
+        log.warning("%s %s: resuming from the previous checkpoint, %s", last, torn.problem, previous)
+    check_stamp(path, checkpoint, fingerprint)
+    return path, checkpoint
+
+
+def check_stamp(path: Path, checkpoint: dict, fingerprint: str) -> None:
     stamp = checkpoint.get(STAMP) if isinstance(checkpoint, dict) else None
     if not isinstance(stamp, dict):
         raise UnusableCheckpoint(path, f"has no format version (written by a gan-ablate older than checkpoint "
@@ -122,7 +170,6 @@ def resumable_checkpoint(path: Path, fingerprint: str) -> dict:
     if stamp.get("config") != fingerprint:
         raise UnusableCheckpoint(path, f"was written by a run with another config (fingerprint "
                                        f"{stamp.get('config')}, this run's {fingerprint})")
-    return checkpoint
 
 
 class CheckpointOnSignal(pl.Callback):
