@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,13 @@ def not_inception_weights(root: Path) -> Path:
 @pytest.fixture(autouse=True)
 def no_inherited_wandb_service(monkeypatch):
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def sigterm_left_to_the_run():
+    """A run hands a SIGTERM it caught back to the handler its process had before (submitit's in a SLURM job). The
+    test process's own handler is not one a run should reach: mutmut's test workers exit 0 on SIGTERM, which turned
+    every mutant whose tests included a SIGTERM test into a survivor. Each test starts with the default handler."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
