@@ -434,6 +434,7 @@ def test_register_refuses_a_trick_without_a_name_and_registers_one_with(monkeypa
     ("instance_noise", 3, "trick.instance_noise: expected its parameters as a mapping (keys of "
                           "trick.instance_noise: std, decay_steps), got 3"),
     ("skip_z", {"z": 1}, "trick.skip_z.z: Key 'z' not in 'Params' (keys of trick.skip_z: none)"),
+    ("skip_z", 3, "trick.skip_z: expected its parameters as a mapping (keys of trick.skip_z: none), got 3"),
     # a value its Params refuses: the trick's own message, under the trick's key
     ("instance_noise", {"std": -1.0}, "trick.instance_noise.std=-1.0 must be >= 0"),
     ("historical_averaging", {"weight": -1.0}, "trick.historical_averaging.weight=-1.0 must be >= 0"),

@@ -183,3 +183,16 @@ def test_spectral_norm_normalises_every_layer_of_both_nets_along_its_output_chan
                 sigma = torch.linalg.matrix_norm(_output_channels_first(m), ord=2).item()
                 assert sigma == pytest.approx(1.0, abs=1e-3), m
     assert kinds == set(layer_kinds)
+
+
+@pytest.mark.parametrize("data", ["ring8", "digits"])
+def test_conditional_evaluates_gs_samples_without_the_label_channels_d_reads(data):
+    """G's samples carry the one-hot label channels into D; the metrics see the data's channels only."""
+    module = make_module(f"data={data}", "trick=conditional", "model.g_channels=8", "model.d_channels=8")
+    with torch.no_grad():
+        samples = module.G(torch.randn(16, module.cfg.model.z_dim))
+    channels = module.sample_shape[0]
+    assert samples.shape[1] == channels + module.n_classes
+    evaluated = module.hooks.eval_samples(samples)
+    assert evaluated.shape[1:] == tuple(module.sample_shape)
+    torch.testing.assert_close(evaluated, samples[:, :channels])

@@ -142,8 +142,8 @@ def parse_params(cls: type[Trick], raw: Any, key: str):
         merged = OmegaConf.merge(OmegaConf.structured(cls.Params), raw)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        bad = getattr(e, "full_key", None) or "?"
-        raise ConfigError(f"{key}.{bad}: {e.msg.splitlines()[0]} (keys of {key}: "
+        # a mapping's bad entry has a key (anything else was refused above)
+        raise ConfigError(f"{key}.{e.full_key}: {e.msg.splitlines()[0]} (keys of {key}: "
                           f"{', '.join(allowed) or 'none'})") from None
     except ConfigError as e:
         raise ConfigError(f"{key}.{e}") from None

@@ -187,8 +187,7 @@ class ACGAN(Trick):
         k, model = gan.n_classes, gan.cfg.model
         inner, _ = build_nets(dataclasses.replace(model, z_dim=model.z_dim + k), gan.sample_shape, seed=gan.cfg.seed)
         gan.G = LabelledGenerator(inner, k, model.z_dim)
-        d = getattr(gan.D, "net", gan.D)
-        d.aux_head = nn.Linear(d.features_dim, k)  # part of D: D's optimiser trains it
+        gan.D.aux_head = nn.Linear(gan.D.features_dim, k)  # part of D (on WithReferenceBatch too): D's optimiser trains it
         self.last_aux_loss: torch.Tensor | None = None
 
     def class_loss(self, gan, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
