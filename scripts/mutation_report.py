@@ -85,8 +85,8 @@ def render(results: dict[str, dict[str, str]], equivalent: dict[str, str], diff_
         per_mutant = wall_seconds / run if run else 0.0
         out += [f"**Partial run.** {total['not run']} mutants were not run, in: "
                 + ", ".join(f"`{s}` ({counts[s]['not run']} of {sum(counts[s].values())})" for s in not_run)
-                + f". One worker would take about {total['not run'] * per_mutant / 3600:.1f} h more for them at this "
-                  f"run's pace, and at most {not_run_worst_seconds / 3600:.1f} h by mutmut's estimate (all of the "
+                + f". They would take about {total['not run'] * per_mutant / 3600:.1f} h more at this run's pace "
+                  f"(its workers), and one worker at most {not_run_worst_seconds / 3600:.1f} h by mutmut's estimate (all of the "
                   "tests that call each mutated function, as for a survivor).", ""]
     out += ["| file | mutants | " + " | ".join(COLUMNS) + " |", "|---|---:|" + "---:|" * len(COLUMNS)]
     for source, c in counts.items():

@@ -63,7 +63,7 @@ def test_page_counts_each_file_lists_the_survivors_with_their_change_and_reads_t
     # 8 mutants run, one marked equivalent: 3 killed of 7; the unrun one is named, with the time it would take
     assert "3 / 7 = 42.9 %" in page
     assert "`gan_ablate/tricks/noise.py` (1 of 3)" in page
-    assert "about 1.0 h more for them at this run's pace, and at most 2.0 h by mutmut's estimate" in page
+    assert "about 1.0 h more at this run's pace (its workers), and one worker at most 2.0 h by mutmut's estimate" in page
 
     survivors = [l for l in lines if l.startswith("| `gan_ablate.")]
     assert survivors == [
