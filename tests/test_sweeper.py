@@ -1,6 +1,8 @@
 """The ablation sweeper (hydra_plugins/gan_ablate_sweepers): designs, skipped conflicts, failures."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from conftest import image_folders, not_inception_weights, run_train_py
@@ -69,7 +71,10 @@ def test_leave_one_out_sweep_runs_every_cell_and_seed_and_reports_them(tmp_path)
     table = report.split("## modes (raw G)")[1].split("##")[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| cell")]
     assert [row.split(" | ")[0][2:] for row in rows] == ["all", "-label_smoothing", "-instance_noise", "-spectral_norm"]
-    assert "| reference |" in rows[0] and all(" [" in row.split(" | ")[-1] for row in rows[1:])
+    # columns: cell | runs | mean | s.e. | 95% CI | Δ vs reference | p | adjusted p | call
+    cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+    assert cells[0][5] == "reference"
+    assert all(not math.isnan(float(c[5])) and 0 <= float(c[6]) <= float(c[7]) <= 1 for c in cells[1:])  # Δ, p <= adjusted p
     assert (sweep / "report" / "metric_modes.png").exists() and (sweep / "report" / "samples_last.png").exists()
 
 
