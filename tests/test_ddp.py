@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -69,3 +71,31 @@ def test_an_unknown_strategy_is_refused_before_training(tmp_path):
     assert result.returncode == 2
     assert "trainer.strategy" in result.stderr and "ddp_spawn" in result.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+def test_each_update_averages_its_own_nets_gradients_and_every_iteration_both_nets_buffers(monkeypatch):
+    """The wiring the two-rank test above proves end to end, fast enough for `make mutants`: with two ranks,
+    D's update averages D's gradients after a backward Lightning's reducer does not sync, G's update G's, and
+    each iteration then averages the buffers (batch-norm statistics) of both nets."""
+    import gan_ablate.module
+    from conftest import make_module
+    from helpers import run_steps
+
+    module = make_module("optim.n_critic=2", "model.norm_g=batch_norm")
+    calls = []
+
+    class Strategy:
+        def block_backward_sync(self):
+            calls.append("backward without sync")
+            return nullcontext()
+
+    monkeypatch.setattr(gan_ablate.module, "world_size", lambda: 2)
+    monkeypatch.setattr(gan_ablate.module, "average_gradients", lambda params: calls.append(list(params)))
+    monkeypatch.setattr(gan_ablate.module, "average_buffers", lambda *nets: calls.append(nets))
+    monkeypatch.setattr(type(module), "trainer", SimpleNamespace(strategy=Strategy()), raising=False)
+    run_steps(module, 2)
+
+    d_update = ["backward without sync", list(module.D.parameters())]
+    g_update = ["backward without sync", list(module.G.parameters())]
+    iteration = d_update * 2 + g_update + [(module.G, module.D)]
+    assert calls == iteration * 2
