@@ -268,8 +268,11 @@ def test_loss_balancing_repeats_updates_while_the_hook_asks_counting_the_extra_o
         asked.append((loss.detach().clone(), extra, ctx.iteration))
         return extra < 2
     module.hooks.repeat_d_step = repeat_twice
+    contexts = []  # the extra updates run with the iteration's context, as the scheduled ones (schedules read it)
+    module.hooks.before_d_step = lambda gan, ctx: contexts.append(ctx)
     opt_g, opt_d = run_steps(module, 1)
     assert (opt_d.steps, opt_g.steps) == (2 + 2, 1)
+    assert len(contexts) == 4 and all(ctx is contexts[0] and ctx.iteration == 0 for ctx in contexts)
     assert [(extra, it) for _, extra, it in asked] == [(0, 0), (1, 0), (2, 0)]
     assert all(loss.shape == () and loss.dtype == torch.float32 for loss, _, _ in asked)
     assert len({loss.item() for loss, _, _ in asked}) == 3  # each after the update before it
