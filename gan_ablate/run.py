@@ -27,10 +27,10 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from gan_ablate.callbacks import EvaluationCallback
 from gan_ablate.callbacks.evaluation import LatentOnly, LatentSets
-from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, CheckpointOnSignal, IterationCheckpoint,
                                              KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
                                              read_checkpoint, resumable_checkpoint)
+from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
