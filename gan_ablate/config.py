@@ -14,6 +14,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from gan_ablate.record import METRIC_DIRECTIONS
+
 
 class ConfigError(ValueError):
     """A configuration value is not allowed. The message names the key and what is allowed."""
@@ -259,6 +261,12 @@ class MetricsConfig:
     stacked_samples: int = 26_000  # stacked MNIST: samples whose modes are counted (PacGAN/VEEGAN protocol)
     kid_subset_size: int = 1000
     cache_dir: str = "~/.cache/gan-ablate"  # domain classifiers and real-data statistics
+    # K >= 2: the final raw and EMA G are also scored on K latent sets of their own (evaluation noise; 1: none)
+    eval_repeats: int = 1
+    # keep the G of the best periodic evaluation by select_metric (of metrics.primary's G) and score it on a held-out
+    # latent set at the end; select_metric null: fid on images, kl on stacked MNIST, reverse_kl on 2-D mixtures
+    select_best: bool = False
+    select_metric: Optional[str] = None
 
     def __post_init__(self) -> None:
         _check_choice("metrics.extractor", self.extractor, ("domain", "inception", "none"))
@@ -270,6 +278,8 @@ class MetricsConfig:
         _check_range("metrics.every", self.every, 0)
         _check_range("metrics.n_samples", self.n_samples, 1)
         _check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)
+        _check_range("metrics.eval_repeats", self.eval_repeats, 1)
+        _check_choice("metrics.select_metric", self.select_metric, (None, *METRIC_DIRECTIONS))
 
 
 @dataclass

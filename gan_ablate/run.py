@@ -26,10 +26,11 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from gan_ablate.callbacks import EvaluationCallback
-from gan_ablate.callbacks.evaluation import LatentOnly
+from gan_ablate.callbacks.evaluation import LatentOnly, LatentSets
 from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, CheckpointOnSignal, IterationCheckpoint,
                                              KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
                                              read_checkpoint, resumable_checkpoint)
+from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
@@ -210,8 +211,14 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = T
     """The evaluation callback; with scoring=False (ranks other than 0) it only generates samples."""
     m = settings.metrics
     z = evaluation_latent(settings, dm)
+    if m.extractor == "none" and not isinstance(dm, MixtureDataModule) and (m.eval_repeats > 1 or m.select_best):
+        asked = f"metrics.eval_repeats={m.eval_repeats}" if m.eval_repeats > 1 else "metrics.select_best=true"
+        raise ConfigError(f"{asked} needs metrics, and metrics.extractor=none measures none on images: "
+                          "use metrics.extractor=domain or inception")
+    more = dict(latent_sets=LatentSets(len(z), settings.model.z_dim, settings.model.latent, settings.seed),
+                repeats=m.eval_repeats)
     if not scoring:
-        return EvaluationCallback(LatentOnly(z), m.every)
+        return EvaluationCallback(LatentOnly(z), m.every, **more)
     if isinstance(dm, MixtureDataModule):
         modes = dm.modes()
         evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas)
@@ -220,7 +227,26 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = T
         evaluator = image_evaluator(settings, dm, z)
         plot = plot_images
     return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot,
-                              interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation)
+                              interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation, **more)
+
+
+# what metrics.select_best chooses by, per kind of data: the metrics its evaluation gives, the default first (a
+# continuous one: modes are integers, many evaluations tie)
+SELECTABLE = {"mixture": ("reverse_kl", "modes", "hq"), "stacked_mnist": ("kl", "modes"), "images": ("fid", "kid", "is")}
+
+
+def build_selection(settings: TrainConfig, dm, evaluation: EvaluationCallback) -> Optional[BestSelection]:
+    """metrics.select_best's callback (None without it), choosing by metrics.select_metric of metrics.primary's G."""
+    m = settings.metrics
+    if not m.select_best:
+        return None
+    kind = ("mixture" if isinstance(dm, MixtureDataModule)
+            else "stacked_mnist" if settings.data.name == "stacked_mnist" else "images")
+    metric = m.select_metric or SELECTABLE[kind][0]
+    if metric not in SELECTABLE[kind]:
+        raise ConfigError(f"metrics.select_metric={metric} is not measured on data={settings.data.name}; "
+                          f"choose one of: {', '.join(SELECTABLE[kind])}")
+    return BestSelection(evaluation, m.primary, metric, METRIC_DIRECTIONS[metric])
 
 
 def build_strategy(t, run_dir: Path):
@@ -375,6 +401,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             # the one this run resumes from
             last_ckpt.unlink(missing_ok=True)
         evaluation = build_evaluation(settings, dm, run_dir, scoring=main_rank)
+        selection = build_selection(settings, dm, evaluation)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None),
                       fid_reference=getattr(evaluation.evaluator, "reference", None))
@@ -393,7 +420,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             strategy=build_strategy(t, run_dir), precision=t.precision,
             logger=loggers or False, log_every_n_steps=1, enable_model_summary=False,
             enable_progress_bar=t.enable_progress_bar and main_rank,
-            callbacks=[evaluation, KeepLogsInStep(), on_signal, saver, clock, *(callbacks or [])]
+            callbacks=[evaluation, *([selection] if selection else []), KeepLogsInStep(), on_signal, saver, clock,
+                       *(callbacks or [])]
             + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar and main_rank else []),
             default_root_dir=str(run_dir), num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the "batches" are iteration numbers: every rank runs all of them
@@ -403,11 +431,11 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                  t.max_steps, describe_devices(trainer))
         if resume and checkpoint["gan_ablate"]["iteration"] >= t.max_steps:
             # stopped after its final checkpoint but before its record: nothing is left to train
-            restore_final_state(checkpoint, module, evaluation)
+            restore_final_state(checkpoint, module, evaluation, selection)
         else:
             trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume else None, weights_only=True)
             if settings.trainer.strategy == "ddp_spawn":  # trained in child processes
-                restore_final_state(read_checkpoint(last_ckpt), module, evaluation)
+                restore_final_state(read_checkpoint(last_ckpt), module, evaluation, selection)
         if not main_rank:
             return record
         if on_signal.received is not None:
@@ -420,6 +448,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             record.update(status="diverged" if divergence else "ok", metrics=evaluation.final,
                           history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
                           failure_flags=[vars(e) for e in watch.events] if watch else [], **divergence,
+                          **({"eval_repeats": evaluation.repeated} if evaluation.repeated else {}),
+                          **({"final": evaluation.final, **selection.record()} if selection else {}),
                           **clock.times())
             summarise_in_wandb(loggers, record.data)
             log.info("%s: %s", name, evaluation.final)
@@ -468,12 +498,15 @@ def describe_devices(trainer: pl.Trainer) -> str:
     return str(trainer.strategy.root_device) + (f" x {n} processes" if n > 1 else "")
 
 
-def restore_final_state(checkpoint: dict, module: GANModule, evaluation: EvaluationCallback) -> None:
-    """What the record needs (iteration, evaluation history, failure watch) from the final checkpoint:
-    after ddp_spawn, whose child processes trained (Lightning brings back only rank 0's weights), and
-    for a run stopped between its final checkpoint and its record."""
+def restore_final_state(checkpoint: dict, module: GANModule, evaluation: EvaluationCallback,
+                        selection: Optional[BestSelection] = None) -> None:
+    """What the record needs (iteration, evaluation history and repeats, the selected G's held-out metrics, failure
+    watch) from the final checkpoint: after ddp_spawn, whose child processes trained (Lightning brings back only
+    rank 0's weights), and for a run stopped between its final checkpoint and its record."""
     module.on_load_checkpoint(checkpoint)
-    evaluation.load_state_dict(checkpoint["callbacks"][evaluation.state_key])
+    for callback in (evaluation, selection):
+        if callback is not None:
+            callback.load_state_dict(checkpoint["callbacks"][callback.state_key])
     evaluation.final = {k: v for k, v in evaluation.history[-1].items() if k != "iteration"}
 
 

@@ -1,16 +1,55 @@
-"""Evaluates the raw and the EMA generator every N iterations and at the end of training."""
+"""Evaluates the raw and the EMA generator every N iterations and at the end of training.
+
+Latent sets. The periodic evaluations (result.json's `history`, and its headline `metrics`: the last of them) all
+score the evaluator's fixed `z`, drawn from the run's seed (run.py evaluation_latent). With metrics.eval_repeats=K
+(K >= 2) the final raw and EMA G are also scored on K further sets of the same size (`eval_repeats`: evaluation
+noise, to set against the training noise between seeds); each further set comes from its own seed (LatentSets).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from gan_ablate.callbacks.checkpoint import CheckpointOnSignal
-from gan_ablate.distributed import gather_shards, shard
+from gan_ablate.distributed import gather_shards, shard, world_size
 from gan_ablate.interpolation import interpolation_grid
+from gan_ablate.nets.layers import sample_latent
+
+REPEATS, HELD_OUT = 1, 2  # SeedSequence spawn keys: one family of latent sets per purpose
+
+
+@dataclass(frozen=True)
+class LatentSets:
+    """Latent sets besides the periodic one, `n` rows each, set (purpose, index) drawn from the seed
+    NumPy's SeedSequence(run seed, spawn_key=(purpose, index)) gives: reproducible from the run's seed, and
+    independent of one another and of the periodic set (drawn from the run's seed itself). A dataclass, not a
+    closure: ddp_spawn pickles the callbacks."""
+    n: int
+    z_dim: int
+    kind: str  # gaussian | uniform, as model.latent
+    seed: int
+
+    def seed_of(self, purpose: int, index: int = 0) -> int:
+        return int(np.random.SeedSequence(self.seed, spawn_key=(purpose, index)).generate_state(1, np.uint64)[0])
+
+    def draw(self, seed: int) -> torch.Tensor:
+        return sample_latent(self.n, self.z_dim, self.kind, generator=torch.Generator().manual_seed(seed))
+
+
+def from_rank_zero(value):
+    """Rank 0's `value` on every rank (only rank 0 scores; every rank must take the same decisions on it)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 class eval_mode:
@@ -42,36 +81,52 @@ def stopped_by_signal(trainer) -> bool:
 
 class EvaluationCallback(pl.Callback):
     def __init__(self, evaluator, every: int, sample_dir: Path | None = None,
-                 plot: Callable | None = None, interpolation: str | None = None):
+                 plot: Callable | None = None, interpolation: str | None = None,
+                 latent_sets: LatentSets | None = None, repeats: int = 1):
         self.evaluator, self.every = evaluator, every
         self.sample_dir, self.plot = sample_dir, plot
         self.interpolation = interpolation  # slerp/lerp: an interpolation grid with the final samples
+        self.latent_sets, self.repeats = latent_sets, repeats
         self.history: list[dict] = []
         self.final: dict = {}
+        self.repeated: dict = {}  # result.json's eval_repeats (repeats >= 2), after training
+        self.latest: dict = {}  # the latest evaluation, on every rank: checkpoint selection reads it
         self._last_iteration = -1
 
-    # in the checkpoint: a resumed run's history has every evaluation exactly once
+    # in the checkpoint: a resumed run's history has every evaluation exactly once; a ddp_spawn run's parent process
+    # reads the repeats its children made from the final checkpoint
     def state_dict(self) -> dict:
-        return {"history": self.history, "last_iteration": self._last_iteration}
+        return {"history": self.history, "last_iteration": self._last_iteration, "repeated": self.repeated}
 
     def load_state_dict(self, state: dict) -> None:
         self.history, self._last_iteration = list(state["history"]), state["last_iteration"]
+        self.repeated = state["repeated"]
 
-    def evaluate(self, pl_module) -> dict:
+    def generate(self, pl_module, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The raw and the EMA G's samples of latent batch `z`, every rank making its share."""
+        samples = {}
+        for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
+            z_net = pl_module.hooks.eval_latent(z.to(pl_module.device))
+            with eval_mode(net), torch.no_grad():
+                # in chunks: stacked MNIST evaluates 26,000 samples; under DDP each rank makes its share
+                local = pl_module.hooks.eval_samples(torch.cat([net(c) for c in shard(z_net).split(2048)]))
+            samples[name] = gather_shards(local, len(z_net))
+        return samples
+
+    def score(self, pl_module, z: torch.Tensor) -> tuple[dict, dict]:
+        """(samples, {net: metrics}) of latent batch `z`; the metrics on rank 0 only (the others: {})."""
         # fork_rng: evaluation draws nothing from the training stream
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
-            samples = {}
-            for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
-                z = pl_module.hooks.eval_latent(self.evaluator.z.to(pl_module.device))
-                with eval_mode(net), torch.no_grad():
-                    # in chunks: stacked MNIST evaluates 26,000 samples; under DDP each rank makes its share
-                    local = pl_module.hooks.eval_samples(torch.cat([net(c) for c in shard(z).split(2048)]))
-                samples[name] = gather_shards(local, len(z))
+            samples = self.generate(pl_module, z)
             scoring = pl_module.global_rank == 0
-            result = {name: self.evaluator.score(s) for name, s in samples.items()} if scoring else {}
+            return samples, {name: self.evaluator.score(s) for name, s in samples.items()} if scoring else {}
+
+    def evaluate(self, pl_module) -> dict:
+        samples, result = self.score(pl_module, self.evaluator.z)
         it = pl_module.iteration
         self._last_iteration = it
-        if not scoring:
+        self.latest = {"iteration": it, **from_rank_zero(result)}
+        if pl_module.global_rank != 0:
             return result
         self.history.append({"iteration": it, **result})
         flat = {f"eval/{net}/{k}": float(v) for net, r in result.items() for k, v in r.items()}
@@ -108,11 +163,22 @@ class EvaluationCallback(pl.Callback):
             return
         if self._last_iteration != pl_module.iteration:
             self.evaluate(pl_module)
+        if self.repeats > 1:
+            self.repeated = self.evaluate_repeats(pl_module)
         if pl_module.global_rank != 0:
             return
         self.final = {k: v for k, v in self.history[-1].items() if k != "iteration"}
         if self.interpolation and self.plot is not None and self.sample_dir is not None:
             self.plot_interpolation(pl_module)
+
+    def evaluate_repeats(self, pl_module) -> dict:
+        """The final raw and EMA G scored on `repeats` latent sets of their own: result.json's eval_repeats."""
+        seeds = [self.latent_sets.seed_of(REPEATS, k) for k in range(self.repeats)]
+        scores = [self.score(pl_module, self.latent_sets.draw(seed))[1] for seed in seeds]
+        if pl_module.global_rank != 0:
+            return {}
+        return {"latent_seeds": seeds, "periodic_latent_seed": self.latent_sets.seed,
+                **{net: [s[net] for s in scores] for net in ("raw", "ema")}}
 
     def plot_interpolation(self, pl_module) -> Path:
         z = interpolation_grid(self.evaluator.z[:16].to(pl_module.device), self.interpolation)

@@ -121,6 +121,29 @@ def analysis_note(analysis: Analysis) -> str:
     return f"Comparisons: exact permutation tests, {adjusted}; {failures}"
 
 
+def evaluation_noise_table(records: list[dict], cells: dict[str, Cell]) -> Optional[Table]:
+    """Per metric and G, the spread of one evaluation split into evaluation noise (between the latent sets of
+    metrics.eval_repeats, one G) and training noise (between the runs of a cell): gan_ablate/sweep/variance.py."""
+    from gan_ablate.sweep.variance import repeated_values, split_noise
+
+    rows = []
+    for metric in metric_names(records):
+        for net in ("raw", "ema"):
+            found = split_noise(repeated_values({name: c.records for name, c in cells.items()}, net, metric))
+            if found:
+                rows.append([metric, net, str(found.cells), str(found.runs), str(found.evaluations),
+                             fmt(found.within_sd), fmt(found.between_sd), fmt(found.training_share)])
+    if not rows:
+        return None
+    return Table("Evaluation noise vs training noise",
+                 ["metric", "G", "cells", "runs", "evaluations", "within-run SD (evaluation)",
+                  "between-seed SD (training)", "share of variance from training"], rows,
+                 "from the final G's eval_repeats (metrics.eval_repeats latent sets per run): a one-way random-effects "
+                 "split per cell (runs as groups), ANOVA estimators (Searle, Casella & McCulloch 1992, ch. 3), "
+                 "cells pooled as fixed blocks; share: between-seed variance over the variance of one evaluation "
+                 "about its cell's mean")
+
+
 DESIGN_LEGENDS = {
     "add_one": "add_one: 'baseline' is the baseline tricks alone, '+x' adds trick x to them",
     "leave_one_out": "leave_one_out: 'all' has every trick under study, '-x' all of them but x",
@@ -189,6 +212,7 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
     report.tables = [t for t in (outcome_table(cells, analysis),) if t]
     report.tables += [t for m in metrics for n in nets if (t := metric_table(m, n, cells, reference, analysis))]
     report.tables += [t for t in (cells_set_apart(cells), runs_without_results(records)) if t]
+    report.tables += [t for t in (evaluation_noise_table(records, cells),) if t]
     if plot_dir is not None:
         from gan_ablate.sweep import report_plots
 
