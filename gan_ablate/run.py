@@ -148,8 +148,11 @@ def wandb_run_id(run_dir: Path, resume: bool) -> str:
 
 
 def summary_rule(metric: str) -> str:
-    """What a run's row in W&B's tables shows of an evaluation metric: the best FID/KID/IS, the final mode metrics."""
-    return "last" if metric in FINAL_METRICS else ("min" if METRIC_DIRECTIONS[metric] < 0 else "max")
+    """What a run's row in W&B's tables shows of an evaluation metric: the best FID/KID/IS, the final mode metrics,
+    and the last value of what has no better direction (a spread such as kid_std, a sample count)."""
+    if metric in FINAL_METRICS or metric not in METRIC_DIRECTIONS:
+        return "last"
+    return "min" if METRIC_DIRECTIONS[metric] < 0 else "max"
 
 
 def define_summaries(experiment) -> None:

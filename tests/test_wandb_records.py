@@ -173,6 +173,22 @@ def test_summaries_aggregate_the_whole_history_not_only_the_latest_start(tmp_pat
                                   "final/raw/modes": 6}
 
 
+def test_an_image_runs_summary_holds_every_metric_including_those_without_a_direction(tmp_path):
+    # an image run also records kid_std, is_std and the sample count: they have no best, so the summary shows their
+    # last value (a missing direction once failed the whole summary, and W&B held no final metric of image runs)
+    experiment = SimpleNamespace(summary={})
+    logger = RunWandbLogger(tmp_path, "abc", experiment=experiment)
+    final = {"fid": 9.0, "kid": 0.5, "kid_std": 0.1, "is": 2.0, "is_std": 0.2, "n_samples": 2000}
+    history = [{"iteration": 100, "raw": {**final, "fid": 7.0, "kid_std": 0.3}}, {"iteration": 200, "raw": final}]
+    summarise_in_wandb([logger], {"status": "ok", "metrics": {"raw": final}, "history": history})
+    assert not logger.failed
+    assert {k: v for k, v in experiment.summary.items() if k.startswith("final/")} == {
+        f"final/raw/{metric}": value for metric, value in final.items()}
+    assert experiment.summary["eval/raw/fid"] == {"min": 7.0}
+    assert experiment.summary["eval/raw/kid_std"] == {"last": 0.1}
+    assert experiment.summary["eval/raw/n_samples"] == {"last": 2000}
+
+
 def test_a_run_started_over_is_a_new_wandb_run_and_a_resumed_one_the_same(tmp_path):
     # a new run would otherwise meet the old one's rows in its W&B files, and RunWandbLogger logs none of those
     first = wandb_run_id(tmp_path, resume=True)
