@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a folder")
     if args.plan:
-        return plan(args)
+        return write_plan(args)
     from gan_ablate.sweep.aggregate import Analysis  # after --help: scipy and matplotlib are slow
     from gan_ablate.sweep.report import build_report, to_html, to_markdown
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nwritten to {args.sweep_dir / 'report.md'} and {args.sweep_dir / 'report.html'}")
 
 
-def plan(args: argparse.Namespace) -> None:
+def write_plan(args: argparse.Namespace) -> None:
     from gan_ablate.record import load_records
     from gan_ablate.sweep.aggregate import Analysis
     from gan_ablate.sweep.plan import PlanError, parse_deltas, plan_report, plan_sweep

@@ -103,6 +103,8 @@ def test_past_the_exact_relabellings_the_floor_is_the_random_relabellings_one():
     assert smallest_report_p(9) == pytest.approx(separated) == pytest.approx(2 / 20_001)
     assert permutation_floor(0.05 / 400) == 9  # 8 + 8 give at best 2 / 12,870 = 1.55e-4 > 1.25e-4
     assert permutation_floor(0.05 / 600) is None  # no n: the random relabellings' floor is above it
+    (plan,) = plan_sweep(pilot_with_sd(1.0, cells=601), parse_deltas(["1"]))
+    assert plan.seeds is None and plan.problem.startswith("alpha 8.33e-05 is below the smallest p the report's test")
 
 
 def _write(folder, records):

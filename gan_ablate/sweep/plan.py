@@ -219,13 +219,14 @@ def plan_report(plans: list[Plan], records: list[dict], source: str, analysis: A
     table = Table(f"Seeds per cell for {power:g} power",
                   ["metric", "G", "SD", "df", "Δ", "Δ/SD", f"α ({ADJUSTMENT_NAMES[analysis.adjust]})",
                    "t-test", "permutation floor", "seeds per cell", "decided by"], rows,
-                  "SD: pooled within-cell standard deviation of the finished runs, sqrt(Σ(n_i−1)s_i² / Σ(n_i−1)) over "
-                  "the cells with 2 or more (it assumes the cells share one run-to-run spread; diverged and failed "
-                  "runs are not in it: the report counts them); df = Σ(n_i−1), and with few df the SD itself is "
-                  "uncertain; Δ: the difference to detect, in the metric's units; t-test: seeds per cell for a "
+                  "SD: pooled within-cell standard deviation of the finished runs, sqrt(Σ(n_i−1)s_i² / Σ(n_i−1)) "
+                  "over the cells with 2 or more (it assumes the cells share one run-to-run spread; diverged and "
+                  "failed runs are not in it: the report counts them); df = Σ(n_i−1), and with few df the SD itself "
+                  "is uncertain; Δ: the difference to detect, in the metric's units; t-test: seeds per cell for a "
                   f"two-sided two-sample t-test to detect Δ with power {power:g} at α (statsmodels TTestIndPower); "
-                  "permutation floor: the fewest seeds a side whose exact permutation test (the report's) can give "
-                  "p ≤ α at all (2 of the C(2n, n) relabellings); seeds per cell: the larger")
+                  "permutation floor: the fewest seeds a side at which the report's permutation test can give p ≤ α "
+                  f"at all (2 of the C(2n, n) relabellings; past {EXACT_RELABELLINGS:,} of them, 2 of the "
+                  f"{EXACT_RELABELLINGS:,} random ones plus the observed); seeds per cell: the larger")
     comparisons = plans[0].comparisons if plans else 0
     return Report(f"Seed plan: {source}",
                   f"from a pilot of {len(records)} runs in {n_cells} cells; planned for its design's "
