@@ -10,6 +10,15 @@ curves of losses, gradient norms and evaluation metrics, last samples per cell).
 
 Writes report.md and report.html in the sweep folder (PNGs under report/) and prints the tables.
 Works on a sweep that is still running: run it again for the newer numbers.
+
+How many seeds: from a small pilot sweep of the design (ablation.seeds=2 or 3), --plan DELTA prints
+and writes plan.md instead of the report: per metric and generator the pooled within-cell SD of the
+pilot's runs, and the seeds per cell needed to detect a difference DELTA (in the metric's units) with
+--power (0.8) at the alpha --adjust leaves to each of the table's comparisons (alpha/m for holm and bh),
+never below the seeds the exact permutation test needs to reach that alpha at all.
+
+    gan-ablate-report multirun/pilot --plan 0.05               # every metric
+    gan-ablate-report multirun/pilot --plan modes=1 --plan hq=0.01
 """
 from __future__ import annotations
 
@@ -33,9 +42,15 @@ def main(argv: list[str] | None = None) -> None:
                              "otherwise a trick is judged only on the seeds it survived), or are left out")
     parser.add_argument("--collapsed-modes", type=float, default=1, metavar="N",
                         help="a finished run covering at most N modes counts as collapsed (default 1)")
+    parser.add_argument("--plan", action="append", metavar="[METRIC=]DELTA",
+                        help="instead of the report, the seeds per cell to detect a difference DELTA in every metric "
+                             "(or METRIC=DELTA for one; repeatable), from this pilot sweep's spread; writes plan.md")
+    parser.add_argument("--power", type=float, default=0.8, help="power of the --plan (default 0.8)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a folder")
+    if args.plan:
+        return write_plan(args)
     from gan_ablate.sweep.aggregate import Analysis  # after --help: scipy and matplotlib are slow
     from gan_ablate.sweep.report import build_report, to_html, to_markdown
 
@@ -49,6 +64,29 @@ def main(argv: list[str] | None = None) -> None:
     (args.sweep_dir / "report.html").write_text(to_html(report))
     print(markdown)
     print(f"\nwritten to {args.sweep_dir / 'report.md'} and {args.sweep_dir / 'report.html'}")
+
+
+def write_plan(args: argparse.Namespace) -> None:
+    from gan_ablate.record import load_records
+    from gan_ablate.sweep.aggregate import Analysis
+    from gan_ablate.sweep.plan import PlanError, parse_deltas, plan_report, plan_sweep
+    from gan_ablate.sweep.report import to_markdown
+
+    records = load_records(args.sweep_dir)
+    if not records:
+        sys.exit(f"gan-ablate-report: no result.json under {args.sweep_dir}")
+    analysis = Analysis(adjust=args.adjust)
+    try:
+        plans = plan_sweep(records, parse_deltas(args.plan), analysis, args.power, args.reference)
+    except PlanError as e:
+        sys.exit(f"gan-ablate-report: {e}")
+    for p in plans:
+        if p.problem:
+            print(f"gan-ablate-report: --plan {p.metric} ({p.net} G): {p.problem}", file=sys.stderr)
+    markdown = to_markdown(plan_report(plans, records, str(args.sweep_dir), analysis, args.power))
+    (args.sweep_dir / "plan.md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nwritten to {args.sweep_dir / 'plan.md'}")
 
 
 if __name__ == "__main__":
