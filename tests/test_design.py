@@ -131,6 +131,21 @@ def test_designs_pyDOE3_cannot_build_are_refused_naming_the_key(call, message):
         call()
 
 
+def test_fewer_tricks_take_fracfact_opts_fractions_that_fracfact_by_res_misses():
+    """fracfact_by_res builds no 8-run resolution-IV fraction of 4 tricks (d = abc), no 16-run resolution-V one
+    of 5 (e = abcd) and no resolution-V one of 7: fracfact_opt's search finds them."""
+    four = EIGHT[:4]
+    matrix = levels(design_cells("fractional", four), four)
+    assert len(matrix) == 8 and main_effects_clear_of_two_way(matrix)
+    five = EIGHT[:5]
+    matrix = levels(design_cells("fractional", five, resolution=5), five)
+    interactions = np.array(list(two_way(matrix).values())).T
+    effects = np.hstack([matrix, interactions])  # resolution V: main effects and two-way interactions all orthogonal
+    assert len(matrix) == 16 and (effects.T @ effects == 16 * np.eye(effects.shape[1])).all()
+    # 7 tricks: fracfact_opt refuses the saturated 8-run fraction; the search goes on to the 64-run resolution V
+    assert two_level_design("fractional", tuple(EIGHT[:7]), 5).resolution >= 5
+
+
 def test_the_largest_fraction_pyDOE3_builds_past_its_search_keeps_its_resolution():
     """Past fracfact_opt's search, fracfact_by_res builds the fraction: 12 tricks at resolution IV in 32 cells."""
     tricks = [f"t{i}" for i in range(12)]
