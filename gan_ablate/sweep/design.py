@@ -118,12 +118,12 @@ def two_level_design(design: str, tricks: tuple[str, ...], resolution: Optional[
         raise ConfigError(f"ablation.design=fractional takes at most {MAX_FRACTIONAL_TRICKS} ablation.tricks (here {n}): "
                           "pyDOE3's alias map enumerates all 2^n effects; use ablation.design=screening")
     matrix = _fraction(n, resolution)
-    alias_map, alias_vector = fracfact_aliasing(matrix) if matrix is not None else ([], None)
-    reached = _resolution(alias_vector, n) if matrix is not None else None
-    if reached is None or reached < resolution:
-        raise ConfigError(f"ablation.resolution={resolution} over {n} ablation.tricks: pyDOE3 builds no such fraction"
-                          + (f" (fracfact_by_res gives resolution {reached})" if reached else "")
-                          + f"; choose ablation.resolution below {resolution}, fewer tricks, or ablation.design=screening")
+    alias_map, alias_vector = fracfact_aliasing(matrix)
+    reached = _resolution(alias_vector, n)
+    if reached < resolution:
+        raise ConfigError(f"ablation.resolution={resolution} over {n} ablation.tricks: pyDOE3 builds no such fraction "
+                          f"(fracfact_by_res gives resolution {reached}); choose ablation.resolution below {resolution}, "
+                          "fewer tricks, or ablation.design=screening")
     base = int(math.log2(len(matrix)))
     return TwoLevelDesign(_read_only(matrix), reached, _generators(matrix, base, tricks),
                           tuple(_named_aliases(alias_map, tricks)))
@@ -156,11 +156,12 @@ def design_description(design: str, tricks: list[str], baseline: list[str], cell
             else None}
 
 
-def _fraction(n: int, resolution: int) -> Optional[np.ndarray]:
-    """The two-level fraction of n factors and resolution >= `resolution` with the fewest runs pyDOE3 finds:
-    fracfact_opt's minimum-aberration choice of generators (it ranks main-main, then main-two-way aliasing
-    first) where its exhaustive search is small, else fracfact_by_res (whose resolution the caller checks: past
-    its three-letter generators it can fall below the one asked for). None where neither builds one."""
+def _fraction(n: int, resolution: int) -> np.ndarray:
+    """The two-level fraction of n >= `resolution` factors and resolution >= `resolution` with the fewest runs
+    pyDOE3 finds: fracfact_opt's minimum-aberration choice of generators (it ranks main-main, then main-two-way
+    aliasing first) where its exhaustive search is small, else fracfact_by_res, whose resolution the caller
+    checks: past its three-letter generators it can fall below the one asked for. (fracfact_by_res builds
+    something for every n > resolution; at n = resolution fracfact_opt's half fraction comes first.)"""
     for base in range(n.bit_length(), n):  # 2^base runs, fewest first; base = n would be the factorial
         if math.comb(2 ** base - 1 - base, n - base) * 2 ** n > OPT_SEARCH_LIMIT:
             break
@@ -170,10 +171,7 @@ def _fraction(n: int, resolution: int) -> Optional[np.ndarray]:
             continue
         if _resolution(alias_vector, n) >= resolution:
             return fracfact(generators)
-    try:
-        return fracfact_by_res(n, resolution)
-    except ValueError:  # "design not possible"
-        return None
+    return fracfact_by_res(n, resolution)
 
 
 def _resolution(alias_vector: np.ndarray, n: int) -> int:
