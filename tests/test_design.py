@@ -155,23 +155,24 @@ def test_the_largest_fraction_pyDOE3_builds_past_its_search_keeps_its_resolution
 
 @pytest.mark.slow
 def test_a_fractional_sweep_launches_cells_times_seeds_and_writes_design_json(tmp_path):
-    four = EIGHT[:4]
+    three = EIGHT[:3]  # at resolution III, the half fraction spectral_norm = label_smoothing:instance_noise
     sweep = tmp_path / "sweep"
-    result = run_train_py("-m", "hydra/sweeper=ablation", f"ablation.tricks=[{','.join(four)}]",
-                          "ablation.design=fractional", "ablation.seeds=2", "trainer.max_steps=3", "metrics.every=0",
-                          *FAST, f"hydra.sweep.dir={sweep}", timeout=300)
+    result = run_train_py("-m", "hydra/sweeper=ablation", f"ablation.tricks=[{','.join(three)}]",
+                          "ablation.design=fractional", "ablation.resolution=3", "ablation.seeds=2", "trainer.max_steps=3",
+                          "metrics.every=0", *FAST, f"hydra.sweep.dir={sweep}", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    cells = design_cells("fractional", four)
-    assert len(cells) == 8  # 2^(4-1), resolution IV
+    cells = design_cells("fractional", three, resolution=3)
+    reference = "+".join(three)  # this fraction lacks the baseline: all tricks on is the reference
+    assert len(cells) == 4 and cells[0].label == reference
     got = sorted((r["cell"], tuple(r["tricks"]), r["seed"], r["design"], r["reference"]) for r in load_records(sweep))
-    assert got == sorted((c.label, c.tricks, s, "fractional", "baseline") for c in cells for s in (0, 1))
+    assert got == sorted((c.label, c.tricks, s, "fractional", reference) for c in cells for s in (0, 1))
     written = json.loads((sweep / "design.json").read_text())
-    assert written == design_description("fractional", four, [], cells)
-    assert written["aliases"] == ["label_smoothing:instance_noise = spectral_norm:ema",
-                                  "label_smoothing:spectral_norm = instance_noise:ema",
-                                  "label_smoothing:ema = instance_noise:spectral_norm"]
+    assert written == design_description("fractional", three, [], cells, resolution=3)
+    assert written["aliases"] == ["label_smoothing = instance_noise:spectral_norm",
+                                  "instance_noise = label_smoothing:spectral_norm",
+                                  "spectral_norm = label_smoothing:instance_noise"]
     log = result.stdout + result.stderr
-    assert "fractional design: resolution 4; generators: ema = label_smoothing:instance_noise:spectral_norm" in log
+    assert "fractional design: resolution 3; generators: spectral_norm = label_smoothing:instance_noise" in log
     assert "3 aliases among main effects and two-way interactions" in log and written["aliases"][0] in log
     assert not list(sweep.glob(".design.json.*"))  # written atomically: no temporary file left
 
