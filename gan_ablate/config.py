@@ -319,20 +319,24 @@ class TrainerConfig:
         _check_range("trainer.log_every_n_steps", self.log_every_n_steps, 1)
 
 
-DESIGNS = ("add_one", "leave_one_out", "factorial", "explicit")
+DESIGNS = ("add_one", "leave_one_out", "factorial", "explicit", "fractional", "screening")
+# design=fractional: the resolutions pyDOE3's two-level fractions are built and checked at (III: main effects clear
+# of each other, IV: also of two-way interactions, V: two-way interactions clear of each other too)
+RESOLUTIONS = (3, 4, 5)
 
 
 @dataclass
 class AblationConfig:
     """What `-m hydra/sweeper=ablation` sweeps (hydra_plugins/gan_ablate_sweepers). The sweeper fills
     design/cell/reference of every job it launches; a plain `-m` sweep leaves them unset."""
-    design: str = "add_one"     # add_one | leave_one_out | factorial | explicit
+    design: str = "add_one"     # add_one | leave_one_out | factorial | explicit | fractional | screening
     tricks: list[str] = field(default_factory=list)      # the tricks under study
     baseline: list[str] = field(default_factory=list)    # tricks every cell keeps
     cells: list[list[str]] = field(default_factory=list)  # design=explicit: the combinations
     seeds: int = 3              # seeds 0..N-1 for every cell
     max_cells: int = 64         # factorial designs larger than this are refused...
     force: bool = False         # ...unless forced
+    resolution: Optional[int] = None  # design=fractional: 3, 4 or 5; unset: 4
     cell: Optional[str] = None       # this job's cell, e.g. "+spectral_norm" or "-ema"
     reference: Optional[str] = None  # the cell the others are compared with
 
@@ -340,6 +344,11 @@ class AblationConfig:
         _check_choice("ablation.design", self.design, DESIGNS)
         _check_range("ablation.seeds", self.seeds, 1)
         _check_range("ablation.max_cells", self.max_cells, 1)
+        if self.resolution is not None:
+            _check_choice("ablation.resolution", self.resolution, RESOLUTIONS)
+            if self.design != "fractional":
+                raise ConfigError(f"ablation.resolution={self.resolution} applies to ablation.design=fractional only "
+                                  f"(here {self.design}); leave it unset")
 
 
 @dataclass

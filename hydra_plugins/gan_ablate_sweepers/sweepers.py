@@ -5,6 +5,7 @@ what each job returned (its result status), never how the jobs run.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -19,6 +20,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from . import config as _config  # noqa: F401  (registers the config nodes)
 
 log = logging.getLogger(__name__)
+LOGGED_ALIASES = 20  # a screening design's partial aliases run to hundreds: the rest are in design.json
 
 
 class GridSweeper(BasicSweeper):
@@ -42,7 +44,8 @@ class AblationSweeper(Sweeper):
     for `ablation.seeds` seeds, times any other sweep on the command line (e.g. loss=hinge,wgan_gp).
 
     A cell whose tricks conflict is recorded as skipped (result.json under <sweep>/skipped/) and not
-    launched; any other config error refuses the whole sweep before a job starts."""
+    launched; any other config error refuses the whole sweep before a job starts. The design (cells, trick
+    levels, resolution, generators, aliases) is logged and written to <sweep>/design.json."""
 
     def __init__(self, max_batch_size: Optional[int] = None) -> None:
         self.max_batch_size = max_batch_size
@@ -59,11 +62,11 @@ class AblationSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from gan_ablate.config import ConfigError
-        from gan_ablate.sweep.design import design_cells
+        from gan_ablate.sweep.design import design_cells, design_description
         from gan_ablate.sweep.outcome import CellsFailed, failed_jobs
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        spec = self.config.ablation
+        spec = OmegaConf.to_object(self.config.ablation)  # AblationConfig: its checks run before any design is built
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(arguments)
         for o in overrides:
@@ -72,7 +75,7 @@ class AblationSweeper(Sweeper):
                                   "use ablation.tricks, ablation.baseline, ablation.cells and ablation.seeds")
         variants = BasicSweeper.split_arguments(overrides, None)[0]  # the user's other sweeps, if any
         cells = design_cells(spec.design, list(spec.tricks), list(spec.baseline),
-                             [list(c) for c in spec.cells], spec.max_cells, spec.force)
+                             [list(c) for c in spec.cells], spec.max_cells, spec.force, spec.resolution)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +97,8 @@ class AblationSweeper(Sweeper):
         log.info("ablation %s over %s: %d cells x %d seeds%s -> %d jobs, %d skipped", spec.design,
                  list(spec.tricks), len(cells), spec.seeds,
                  f" x {len(variants)} variants" if len(variants) > 1 else "", len(jobs), skipped)
+        self.write_design(sweep_dir / "design.json",
+                          design_description(spec.design, list(spec.tricks), list(spec.baseline), cells, spec.resolution))
 
         returns: list[Sequence[Any]] = []
         size = self.max_batch_size or len(jobs) or 1
@@ -105,6 +110,21 @@ class AblationSweeper(Sweeper):
         if failed:
             raise CellsFailed(failed)
         return returns
+
+    def write_design(self, path: Path, description: dict) -> None:
+        """design.json, for the report and a reviewer; the log names the resolution, generators and aliases."""
+        from gan_ablate.atomic import write_atomically
+
+        write_atomically(path, lambda tmp: Path(tmp).write_text(json.dumps(description, indent=2) + "\n"))
+        if description["resolution"] is not None:
+            log.info("%s design: resolution %d%s", description["design"], description["resolution"],
+                     "; generators: " + "; ".join(description["generators"]) if description["generators"] else "")
+        aliases = description["aliases"]
+        if aliases is not None:  # a two-level design (factorial: none aliased)
+            log.info("%d aliases among main effects and two-way interactions ('=' confounded, '~' correlated; all in "
+                     "%s)%s", len(aliases), path,
+                     "".join(f"\n  {a}" for a in aliases[:LOGGED_ALIASES])
+                     + (f"\n  ... {len(aliases) - LOGGED_ALIASES} more" if len(aliases) > LOGGED_ALIASES else ""))
 
     def conflict(self, overrides: list[str]) -> Optional[str]:
         """Why this cell cannot run (its tricks conflict), or None. Other config errors propagate."""
