@@ -203,7 +203,8 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
         weights, name = weights_file(cache, settings.data.name, dm.data, dm.labels), DOMAIN_EXTRACTOR
     return ImageFidelityEvaluator(z, dm.data, name, weights, info, Path(m.cache_dir) / "real-stats",
                                   m.kid_subset_size,
-                                  registered=registered_reference(settings.data.name, settings.data.root, name))
+                                  registered=registered_reference(settings.data.name, settings.data.root, name),
+                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
 
 
 def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = True) -> EvaluationCallback:
@@ -214,7 +215,8 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = T
         return EvaluationCallback(LatentOnly(z), m.every)
     if isinstance(dm, MixtureDataModule):
         modes = dm.modes()
-        evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas)
+        evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas,
+                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
         plot = functools.partial(plot_points, modes=modes)  # a partial, not a lambda: ddp_spawn pickles it
     else:
         evaluator = image_evaluator(settings, dm, z)
