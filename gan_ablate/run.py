@@ -147,8 +147,10 @@ def wandb_run_id(run_dir: Path, resume: bool) -> str:
 
 
 def summary_rule(metric: str) -> str:
-    """What a run's row in W&B's tables shows of an evaluation metric: the best FID/KID/IS, the final mode metrics."""
-    return "last" if metric in FINAL_METRICS else ("min" if METRIC_DIRECTIONS[metric] < 0 else "max")
+    """What a run's row in W&B's tables shows of an evaluation metric: the best FID/KID/IS, the final mode metrics
+    and the final value of those with no better side (kid_std, is_std, n_samples)."""
+    direction = METRIC_DIRECTIONS.get(metric, 0)
+    return "last" if metric in FINAL_METRICS or not direction else ("min" if direction < 0 else "max")
 
 
 def define_summaries(experiment) -> None:

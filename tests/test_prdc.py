@@ -168,3 +168,21 @@ def test_a_run_records_the_four_for_raw_and_ema_every_evaluation_with_its_k(tmp_
         assert record["metrics"][net] == {k: v for k, v in record["history"][-1][net].items()}
     assert [h["iteration"] for h in record["history"]] == [2, 4]
     assert (record["config"]["metrics"]["prc_neighborhood"], record["config"]["metrics"]["prdc_nearest_k"]) == (3, 7)
+
+
+def test_an_image_runs_wandb_summary_holds_the_four_final_values_after_the_spreads():
+    """kid_std, is_std and n_samples have no better side: their summary is the last value, and the metrics
+    after them in the record (the four) still reach W&B's summary."""
+    from gan_ablate.run import write_summary
+
+    values = {"fid": 9.0, "kid": 0.1, "kid_std": 0.01, "is": 2.0, "is_std": 0.1, "precision": 0.6, "recall": 0.3,
+              "density": 0.4, "coverage": 0.2, "n_samples": 2000}
+    record = {"status": "ok", "metrics": {"raw": values, "ema": values},
+              "history": [{"iteration": 10, "raw": {**values, "precision": 0.9}, "ema": values},
+                          {"iteration": 20, "raw": values, "ema": values}]}
+    summary = {}
+    write_summary(summary, record)
+    for net in ("raw", "ema"):
+        assert {summary[f"final/{net}/{m}"] for m in FOUR} == {0.6, 0.3, 0.4, 0.2}
+    assert summary["eval/raw/precision"] == {"last": 0.6} and summary["eval/raw/kid_std"] == {"last": 0.01}
+    assert summary["eval/raw/fid"] == {"min": 9.0}
