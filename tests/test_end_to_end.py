@@ -18,7 +18,7 @@ FAST = ["logger=csv", "trainer.enable_progress_bar=false", "metrics.n_samples=50
 def _check_mode_metrics(record):
     for net in ("raw", "ema"):
         m = record["metrics"][net]
-        assert set(m) == {"modes", "hq", "reverse_kl"}
+        assert set(m) == {"modes", "hq", "reverse_kl", "precision", "recall", "density", "coverage"}
         assert 0 <= m["modes"] <= 8 and 0.0 <= m["hq"] <= 1.0 and math.isfinite(m["reverse_kl"])
 
 

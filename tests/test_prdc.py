@@ -186,3 +186,18 @@ def test_an_image_runs_wandb_summary_holds_the_four_final_values_after_the_sprea
         assert {summary[f"final/{net}/{m}"] for m in FOUR} == {0.6, 0.3, 0.4, 0.2}
     assert summary["eval/raw/precision"] == {"last": 0.6} and summary["eval/raw/kid_std"] == {"last": 0.01}
     assert summary["eval/raw/fid"] == {"min": 9.0}
+
+
+@pytest.mark.parametrize("overrides, named", [(["metrics.prdc_nearest_k=0"], "metrics.prdc_nearest_k"),
+                                              (["metrics.n_samples=5"], "metrics.n_samples=5 must exceed "
+                                                                        "metrics.prdc_nearest_k=5"),
+                                              (["metrics.image_samples=4", "metrics.prc_neighborhood=4"],
+                                               "metrics.image_samples=4 must exceed metrics.prc_neighborhood=4")])
+def test_a_k_without_enough_samples_for_it_is_refused_naming_both_keys(overrides, named):
+    from conftest import make_cfg
+
+    from gan_ablate.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=named):
+        validate(make_cfg(*overrides))
+    validate(make_cfg("metrics.n_samples=6", "metrics.image_samples=6"))  # one more than k: every point has k others
