@@ -112,8 +112,8 @@ def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor | None, weights_path
     `cache_root` and reads them back on later calls instead of recomputing them. With
     `registered=(name, root)` the reference is torch-fidelity's registered data set `name` read from
     `root` (never downloaded here), cached the same way. Precision, recall, density and coverage compare
-    the generated samples with as many reference samples, the first ones (the papers' protocol, and
-    the pairwise distances of a 50,000-image reference would not fit in memory)."""
+    the generated samples with as many reference samples, the first ones (the papers' protocol; prdc's
+    real-to-real distances of a 50,000-image reference alone would take 10 GB)."""
     if extractor == INCEPTION_EXTRACTOR:
         fake = to_uint8_rgb(fake)
         real = None if real is None else to_uint8_rgb(real)
