@@ -260,6 +260,10 @@ class MetricsConfig:
     image_samples: int = 2000   # generated (and real) images per evaluation
     stacked_samples: int = 26_000  # stacked MNIST: samples whose modes are counted (PacGAN/VEEGAN protocol)
     kid_subset_size: int = 1000
+    # k of precision/recall (torch-fidelity's prc_neighborhood) and of density/coverage (prdc's nearest_k), each its
+    # library's default, on the FID extractor's features (images) or the points (2-D)
+    prc_neighborhood: int = 3
+    prdc_nearest_k: int = 5
     cache_dir: str = "~/.cache/gan-ablate"  # domain classifiers and real-data statistics
     # K >= 2: the final raw and EMA G are also scored on K latent sets of their own (evaluation noise; 1: none)
     eval_repeats: int = 1
@@ -280,6 +284,12 @@ class MetricsConfig:
         _check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)
         _check_range("metrics.eval_repeats", self.eval_repeats, 1)
         _check_choice("metrics.select_metric", self.select_metric, (None, *METRIC_DIRECTIONS))
+        for k in ("prc_neighborhood", "prdc_nearest_k"):
+            _check_range(f"metrics.{k}", getattr(self, k), 1)
+            for samples in ("n_samples", "image_samples"):  # every sample's k-th neighbour among the others
+                if getattr(self, samples) <= getattr(self, k):
+                    raise ConfigError(f"metrics.{samples}={getattr(self, samples)} must exceed metrics.{k}="
+                                      f"{getattr(self, k)}: each sample's k-th nearest neighbour is among the others")
 
 
 @dataclass

@@ -207,7 +207,8 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
         weights, name = weights_file(cache, settings.data.name, dm.data, dm.labels), DOMAIN_EXTRACTOR
     return ImageFidelityEvaluator(z, dm.data, name, weights, info, Path(m.cache_dir) / "real-stats",
                                   m.kid_subset_size,
-                                  registered=registered_reference(settings.data.name, settings.data.root, name))
+                                  registered=registered_reference(settings.data.name, settings.data.root, name),
+                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
 
 
 def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = True) -> EvaluationCallback:
@@ -224,7 +225,8 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = T
         return EvaluationCallback(LatentOnly(z), m.every, **more)
     if isinstance(dm, MixtureDataModule):
         modes = dm.modes()
-        evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas)
+        evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas,
+                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
         plot = functools.partial(plot_points, modes=modes)  # a partial, not a lambda: ddp_spawn pickles it
     else:
         evaluator = image_evaluator(settings, dm, z)
@@ -235,7 +237,9 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = T
 
 # what metrics.select_best chooses by, per kind of data: the metrics its evaluation gives, the default first (a
 # continuous one: modes are integers, many evaluations tie)
-SELECTABLE = {"mixture": ("reverse_kl", "modes", "hq"), "stacked_mnist": ("kl", "modes"), "images": ("fid", "kid", "is")}
+FIDELITY_DIVERSITY = ("precision", "recall", "density", "coverage")
+SELECTABLE = {"mixture": ("reverse_kl", "modes", "hq", *FIDELITY_DIVERSITY), "stacked_mnist": ("kl", "modes"),
+              "images": ("fid", "kid", "is", *FIDELITY_DIVERSITY)}
 
 
 def build_selection(settings: TrainConfig, dm, evaluation: EvaluationCallback) -> Optional[BestSelection]:

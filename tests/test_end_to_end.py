@@ -18,7 +18,7 @@ FAST = ["logger=csv", "trainer.enable_progress_bar=false", "metrics.n_samples=50
 def _check_mode_metrics(record):
     for net in ("raw", "ema"):
         m = record["metrics"][net]
-        assert set(m) == {"modes", "hq", "reverse_kl"}
+        assert set(m) == {"modes", "hq", "reverse_kl", "precision", "recall", "density", "coverage"}
         assert 0 <= m["modes"] <= 8 and 0.0 <= m["hq"] <= 1.0 and math.isfinite(m["reverse_kl"])
 
 
@@ -161,7 +161,8 @@ def test_image_runs_record_fid_is_kid_for_raw_and_ema_with_the_extractor(tmp_pat
     assert record["extractor_info"]["test_accuracy"] >= 0.9
     for net in ("raw", "ema"):
         m = record["metrics"][net]
-        assert {"fid", "kid", "is", "n_samples"} <= set(m) and m["n_samples"] == 300
+        assert {"fid", "kid", "is", "precision", "recall", "density", "coverage", "n_samples"} <= set(m)
+        assert m["n_samples"] == 300
         assert m["fid"] > 0 and m["is"] >= 1.0
     assert [h["iteration"] for h in record["history"]] == [10, 20]
     assert list((tmp_path / "cache" / "real-stats").rglob("*"))  # real statistics computed once, cached

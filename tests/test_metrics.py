@@ -56,5 +56,6 @@ def test_mode_evaluator_scores_with_its_own_std_and_hq_sigmas():
     modes = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
     samples = torch.tensor([[0.0, 0.4], [0.0, 0.6], [10.0, 1.4], [10.0, 1.6]])
     # thresholds: 1 * 0.5 = 0.5 with hq_sigmas=1; the default 3 sigmas give 1.5
-    assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2), hq_sigmas=1.0).score(samples)["hq"] == 0.25
-    assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2)).score(samples)["hq"] == 0.75
+    first_neighbours = dict(prc_neighborhood=1, prdc_nearest_k=1)  # four samples have fewer than the default k
+    assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2), hq_sigmas=1.0, **first_neighbours).score(samples)["hq"] == 0.25
+    assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2), **first_neighbours).score(samples)["hq"] == 0.75

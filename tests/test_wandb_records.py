@@ -71,7 +71,7 @@ def assert_every_evaluation_in_wandb(run_dir: Path, iterations: list[int]) -> No
                 assert logged[entry["iteration"], f"eval/{net}/{metric}"] == [value]
         assert [image["_type"] for image in logged[entry["iteration"], "samples"]] == ["images/separated"]
     assert sorted(it for it, key in logged if key.startswith(("eval/", "samples"))) == sorted(
-        [it for it in iterations for _ in range(7)])  # 6 metrics and a grid: no evaluation that is not in the record
+        [it for it in iterations for _ in range(15)])  # 2 x 7 metrics and a grid: no evaluation not in the record
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [f"samples_{it:07d}.png" for it in iterations]
 
 

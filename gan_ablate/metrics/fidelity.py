@@ -1,4 +1,5 @@
-"""FID / IS / KID through torch-fidelity, with the domain classifier registered as a feature extractor.
+"""FID / IS / KID, precision / recall / density / coverage through torch-fidelity, with the domain classifier
+registered as a feature extractor.
 
 torch-fidelity builds extractors itself from a name and `feature_extractor_weights_path`; the domain
 extractor reads the classifier cached by gan_ablate.metrics.domain from that path (and its info.json).
@@ -9,12 +10,17 @@ import json
 from pathlib import Path
 
 import torch
-import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import fid_featuresdict_to_statistics_cached, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import (create_feature_extractor, extract_featuresdict_from_input_id_cached,
+                                  get_cacheable_input_name, resolve_feature_layer_for_metric)
 
 from gan_ablate.metrics.domain import DomainClassifier
+from gan_ablate.metrics.prdc_metrics import PRC_NEIGHBORHOOD, PRDC_NEAREST_K, precision_recall_density_coverage
 
 DOMAIN_EXTRACTOR = "gan-ablate-domain"
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -97,20 +103,23 @@ def registered_reference(data_name: str, root: str | None, extractor: str) -> tu
 def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor | None, weights_path: Path | None,
                      real_cache_name: str | None = None, cache_root: Path | None = None, kid_subsets: int = 100,
                      kid_subset_size: int = 1000, isc_splits: int = 10, extractor: str = DOMAIN_EXTRACTOR,
-                     registered: tuple[str, Path] | None = None, cuda: bool = False) -> dict:
-    """FID, KID (mean and std over subsets) and IS of `fake` against `real`.
+                     registered: tuple[str, Path] | None = None, cuda: bool = False,
+                     prc_neighborhood: int = PRC_NEIGHBORHOOD, prdc_nearest_k: int = PRDC_NEAREST_K) -> dict:
+    """FID, KID (mean and std over subsets), IS, and precision, recall, density and coverage of `fake` against
+    `real`, all on the features of one extractor.
 
     With `real_cache_name`, torch-fidelity stores the real set's features under that name in
     `cache_root` and reads them back on later calls instead of recomputing them. With
     `registered=(name, root)` the reference is torch-fidelity's registered data set `name` read from
-    `root` (never downloaded here), cached the same way."""
+    `root` (never downloaded here), cached the same way. Precision, recall, density and coverage compare
+    the generated samples with as many reference samples, the first ones (the papers' protocol; prdc's
+    real-to-real distances of a 50,000-image reference alone would take 10 GB)."""
     if extractor == INCEPTION_EXTRACTOR:
         fake = to_uint8_rgb(fake)
         real = None if real is None else to_uint8_rgb(real)
     n_real = REGISTERED_REFERENCES_SIZE.get(registered[0], kid_subset_size) if registered else len(real)
     kwargs = dict(
-        input1=Samples(fake), cuda=cuda, fid=True, kid=True, isc=True,
-        feature_extractor=extractor, kid_subsets=kid_subsets,
+        input1=Samples(fake), cuda=cuda, feature_extractor=extractor, kid_subsets=kid_subsets,
         kid_subset_size=min(kid_subset_size, len(fake), n_real),
         isc_splits=isc_splits, verbose=False, save_cpu_ram=True, rng_seed=2020,
     )
@@ -124,10 +133,22 @@ def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor | None, weights_path
         kwargs.update(input2=Samples(real), input2_cache_name=real_cache_name, cache=True, cache_root=str(cache_root))
     else:
         kwargs.update(input2=Samples(real), cache=False)
-    m = torch_fidelity.calculate_metrics(**kwargs)
+    # torch-fidelity's calculate_metrics step by step (its calculate_metrics_one_feature_extractor), so that
+    # the features it extracts once give density and coverage too, which it does not compute
+    layers = {metric: resolve_feature_layer_for_metric(metric, **kwargs) for metric in ("isc", "fid", "kid", "prc")}
+    network = create_feature_extractor(extractor, sorted(set(layers.values())), **kwargs)
+    fake_features, real_features = (extract_featuresdict_from_input_id_cached(i, network, **kwargs) for i in (1, 2))
+    fid_statistics = [fid_featuresdict_to_statistics_cached(features, get_cacheable_input_name(i, **kwargs), network,
+                                                            layers["fid"], **kwargs)
+                      for i, features in ((1, fake_features), (2, real_features))]
+    m = {**isc_featuresdict_to_metric(fake_features, layers["isc"], **kwargs),
+         **fid_statistics_to_metric(*fid_statistics, verbose=False),
+         **kid_featuresdict_to_metric(fake_features, real_features, layers["kid"], **kwargs)}
+    real_prc, fake_prc = real_features[layers["prc"]][: len(fake)], fake_features[layers["prc"]]
+    manifold = precision_recall_density_coverage(real_prc, fake_prc, prc_neighborhood, prdc_nearest_k)
     return {"fid": m["frechet_inception_distance"], "kid": m["kernel_inception_distance_mean"],
             "kid_std": m["kernel_inception_distance_std"], "is": m["inception_score_mean"],
-            "is_std": m["inception_score_std"]}
+            "is_std": m["inception_score_std"], **manifold}
 
 
 def check_inception(weights: str | None) -> None:
@@ -148,14 +169,17 @@ def check_inception(weights: str | None) -> None:
 
 
 class ImageFidelityEvaluator:
-    """FID/KID/IS of generated images against the training set, real features computed once and cached."""
+    """FID/KID/IS, precision/recall/density/coverage of generated images against the training set, real
+    features computed once and cached."""
 
     def __init__(self, z: torch.Tensor, real: torch.Tensor, extractor: str, weights_path: Path | None,
-                 info: dict, cache_root: Path, kid_subset_size: int, registered: tuple[str, Path] | None = None):
+                 info: dict, cache_root: Path, kid_subset_size: int, registered: tuple[str, Path] | None = None,
+                 prc_neighborhood: int = PRC_NEIGHBORHOOD, prdc_nearest_k: int = PRDC_NEAREST_K):
         self.z, self.real, self.torch_fidelity_name = z, real[: len(z)].cpu(), extractor
         self.registered = registered  # (torch-fidelity's data set name, its root): the reference instead of `real`
         self.weights_path, self.info, self.cache_root = weights_path, info, Path(cache_root).expanduser()
         self.kid_subset_size = kid_subset_size
+        self.prc_neighborhood, self.prdc_nearest_k = prc_neighborhood, prdc_nearest_k
         self.extractor = "inception" if extractor == INCEPTION_EXTRACTOR else "domain"
         self.extractor_id = info["extractor"]  # the exact network: two ids never share a table
         self.cache_name = f"{self.extractor_id}-{len(self.real)}".replace(":", "_").replace("/", "_")
@@ -164,7 +188,8 @@ class ImageFidelityEvaluator:
         m = fidelity_metrics(samples.cpu(), self.real, self.weights_path, real_cache_name=self.cache_name,
                              cache_root=self.cache_root, kid_subset_size=self.kid_subset_size,
                              extractor=self.torch_fidelity_name, registered=self.registered,
-                             cuda=samples.is_cuda)
+                             cuda=samples.is_cuda, prc_neighborhood=self.prc_neighborhood,
+                             prdc_nearest_k=self.prdc_nearest_k)
         return {**m, "n_samples": len(samples)}
 
     @property
