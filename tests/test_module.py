@@ -506,3 +506,14 @@ def test_fit_start_attaches_the_data_modules_data_and_labels(with_labels):
     module.on_fit_start()
     assert torch.equal(module.real_data, data)
     assert (module.real_labels is None) if labels is None else torch.equal(module.real_labels, labels)
+
+
+def test_every_d_input_of_an_iteration_sees_its_step_context_also_the_real_batch_of_a_relativistic_g_step():
+    """D's input hook (instance noise anneals with ctx.iteration) is called with the iteration's context for real and
+    fake in the D step, and in the G step for the fakes and, when the loss compares with real data (RaGAN), the reals."""
+    module = make_module("loss=relativistic")
+    seen = []
+    module.hooks.d_input = lambda x, ctx: seen.append(ctx) or x
+    run_steps(module, 1)
+    assert len(seen) == 4  # D step: real, fake; G step: fake, real
+    assert all(ctx is not None and ctx.iteration == 0 for ctx in seen)
