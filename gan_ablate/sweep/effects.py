@@ -174,11 +174,11 @@ def fit_effects(cells: list[Cell], samples: dict[str, list[float]], adjust_metho
         effects.no_intervals = "0 residual degrees of freedom (one run per cell and a saturated model): add seeds"
     elif np.abs(result.resid).max() < negligible:
         effects.no_intervals = "the model fits every run exactly (no residual spread)"
-    intervals = result.conf_int(alpha=ALPHA)
+    intervals = None if effects.no_intervals else result.conf_int(alpha=ALPHA)
     for name in kept:
         effect = 2 * float(result.params[name])
         term = Term(name, sets[name], 0.0 if abs(effect) < negligible else effect)
-        if not effects.no_intervals:
+        if intervals is not None:
             term.ci_low, term.ci_high = (2 * float(v) for v in intervals.loc[name])
             term.p = float(result.pvalues[name])
         effects.terms.append(term)
