@@ -9,7 +9,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from gan_ablate.sweep.aggregate import Analysis, group_cells
-from gan_ablate.sweep.effects import fit_effects
+from gan_ablate.sweep.effects import applies, fit_effects
 from gan_ablate.sweep.report import effects_of, effects_table
 
 PLANTED = {"a": 3.0, "b": -2.0, "a:b": 1.5}  # mean with the trick (product +1) minus mean without
@@ -218,11 +218,17 @@ def test_baseline_tricks_every_cell_shares_are_not_factors():
     assert fit(records).factors == ["a", "b"]
 
 
-def test_cells_without_a_design_that_are_sets_of_tricks_are_fitted_too():
+@pytest.mark.parametrize("design", ["grid", None])
+def test_a_plain_multirun_over_trick_lists_is_fitted_too(design):
+    """trick=[],[a],[b],[a,b]: the records say design grid (older ones no design) and carry no cell label."""
     records = records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.5), seeds=3)
     for r in records:
         del r["design"], r["cell"]
+        if design:
+            r["design"] = design
+    assert applies(records)
     assert [t.name for t in fit(records).terms] == ["a", "b", "a:b"]
+    assert not applies([dict(r, design="add_one") for r in records])
 
 
 def test_fit_effects_takes_no_trick_as_no_factor():

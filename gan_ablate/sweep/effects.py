@@ -1,5 +1,5 @@
 """Which tricks help, as factorial effects: a linear model over the tricks of a factorial, fractional or
-screening sweep (or any sweep whose cells are sets of tricks), fit by ordinary least squares
+screening sweep (or a plain multirun whose cells are sets of tricks), fit by ordinary least squares
 (statsmodels OLS) with the runs as observations, so the seeds of a cell are its replicates.
 
 Factors: the tricks that are on in some cells and off in others (tricks every cell shares are the
@@ -33,9 +33,10 @@ import statsmodels.api as sm
 
 from gan_ablate.sweep.aggregate import ALPHA, Cell, adjust
 
-# designs whose cells vary tricks independently enough to estimate effects (add_one and leave_one_out
-# have their own comparisons with the reference cell); a sweep without a design is accepted too
-EFFECT_DESIGNS = ("factorial", "fractional", "screening")
+# designs whose cells vary tricks independently enough to estimate effects, and grid (a plain multirun,
+# e.g. trick=[],[ema],[ema,spectral_norm]: whatever its cells make estimable is fitted); add_one,
+# leave_one_out and explicit answer their question by comparing each cell with the reference cell
+EFFECT_DESIGNS = ("factorial", "fractional", "screening", "grid")
 MEAN = "mean"  # the intercept's name in alias sets
 
 
