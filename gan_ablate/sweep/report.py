@@ -1,7 +1,8 @@
 """The ablation report of a sweep folder: tables (how each cell's runs ended, with the failure rate and
 its Wilson interval; per metric the mean, s.e. and 95% CI over runs, the difference to the reference
-cell with its exact permutation p, adjusted over the table), plots (metric per cell, training curves,
-last samples per cell), written as report.md and report.html next to the PNGs. Reads only result.json
+cell with its exact permutation p, adjusted over the table; for a factorial, fractional, screening or
+plain trick sweep the effects of each trick and two-way interaction, see effects.py), plots (metric per
+cell, ranked effects, interaction map, training curves, last samples per cell), written as report.md and report.html next to the PNGs. Reads only result.json
 files and each run's csv/metrics.csv, so it works on a sweep that is still running."""
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ def _direction_text(metric: str) -> str:
     return {1: " (higher is better)", -1: " (lower is better)"}.get(METRIC_DIRECTIONS.get(metric, 0), "")
 
 
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
+def _save(fig, path: Path, rect=(0, 0, 1, 1)) -> str:
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
@@ -159,11 +159,12 @@ def _found(term) -> bool:
 
 
 def effect_plot(fits: dict[str, Effects], metric: str, out: Path) -> str:
-    """A forest plot per generator: each fitted term's effect with its 95% interval, largest |effect| on top;
-    terms whose adjusted p < 0.05 in colour."""
-    longest = max(len(fit.terms) for fit in fits.values())
-    fig, axes = plt.subplots(1, len(fits), figsize=(6.5 * len(fits), 0.42 * longest + 1.6), squeeze=False)
-    for ax, (net, fit) in zip(axes[0], fits.items()):
+    """A forest plot per generator, one above the other: each fitted term's effect with its 95% interval,
+    largest |effect| on top; terms whose adjusted p < 0.05 in colour."""
+    heights = [0.38 * len(fit.terms) + 1.2 for fit in fits.values()]
+    fig, axes = plt.subplots(len(fits), 1, figsize=(9, sum(heights) + 0.4), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (net, fit) in zip(axes[:, 0], fits.items()):
         ranked = sorted(fit.terms, key=lambda t: -abs(t.effect))
         for y, term in enumerate(ranked):
             colour = NET_COLOURS[net] if _found(term) else "0.45"
@@ -175,24 +176,26 @@ def effect_plot(fits: dict[str, Effects], metric: str, out: Path) -> str:
         ax.axvline(0, color="k", linewidth=0.8)
         ax.set_yticks(range(len(ranked)), [" = ".join([t.name] + t.aliases) for t in ranked], fontsize=8)
         ax.set_ylim(len(ranked) - 0.5, -0.5)
-        ax.set_title(f"{net} G: " + (f"no intervals ({fit.no_intervals})" if fit.no_intervals
-                                     else f"95% CI, {fit.df_resid} residual df; coloured: adjusted p < {ALPHA}"),
-                     fontsize=9, wrap=True)
-        ax.set_xlabel(f"effect on {metric}{_direction_text(metric)}: mean on minus mean off")
+        ax.set_title(f"{net} G: " + (f"no intervals: {fit.no_intervals}" if fit.no_intervals
+                                     else f"95% CI (t, {fit.df_resid} df); coloured: adjusted p < {ALPHA}"), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel(f"effect on {metric}{_direction_text(metric)}: mean with the trick minus mean without")
     return _save(fig, out / f"effects_{_safe(metric)}.png")
 
 
 def interaction_map(fits: dict[str, Effects], metric: str, out: Path) -> Optional[str]:
     """Per generator, trick x trick: below the diagonal each two-way interaction's effect (colour and number;
-    '*': adjusted p < 0.05; '= c:d': the pair is aliased with c:d, '= mean': not estimable), on the diagonal
-    the trick's main effect (grey). None where no interaction was fitted."""
+    '*': adjusted p < 0.05), on the diagonal the trick's main effect (grey). Pairs the design cannot tell
+    apart are hatched and tagged with a letter their alias set is listed under in the caption ('-': negated,
+    so the pair's cell shows the estimate with its sign); 'n.e.' marks a pair aliased with the mean. None
+    where no interaction was fitted."""
     fits = {net: fit for net, fit in fits.items() if any(t.is_interaction for t in fit.terms)}
     if not fits:
         return None
     size = max(len(fit.factors) for fit in fits.values())
     scale = max(abs(t.effect) for fit in fits.values() for t in fit.terms if t.is_interaction) or 1.0
-    fig, axes = plt.subplots(1, len(fits), figsize=(1.1 * size * len(fits) + 2.5, 1.0 * size + 1.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(fits), figsize=(1.3 * size * len(fits) + 2.5, 1.3 * size + 2.2), squeeze=False)
+    aliased = []  # the alias sets of interactions, tagged A, B, ... in the order met
     for ax, (net, fit) in zip(axes[0], fits.items()):
         n = len(fit.factors)
         grid = np.full((n, n), np.nan)
@@ -200,19 +203,18 @@ def interaction_map(fits: dict[str, Effects], metric: str, out: Path) -> Optiona
             name = f"{fit.factors[i]}:{fit.factors[j]}"
             term = fit.term(name)
             if term is None:  # aliased with the mean
-                ax.text(i, j, "= mean", ha="center", va="center", fontsize=8, color="0.3")
+                ax.text(i, j, "n.e.", ha="center", va="center", fontsize=8, color="0.3")
                 continue
-            sign = -1 if f"-{name}" in term.aliases else 1
-            grid[j, i] = sign * term.effect
+            grid[j, i] = -term.effect if f"-{name}" in term.aliases else term.effect
             label = f"{grid[j, i]:+.3g}" + ("*" if _found(term) else "")
-            if term.name != name:
-                label += f"\n= {'-' if sign < 0 else ''}{term.name}"
-            elif term.aliases:
-                label += "\n= " + ", ".join(term.aliases)
+            if term.aliases:
+                alias_set = " = ".join([term.name] + term.aliases)
+                if alias_set not in aliased:
+                    aliased.append(alias_set)
+                label += f"\n({chr(ord('A') + aliased.index(alias_set))})"
+                ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6"))
             ax.text(i, j, label, ha="center", va="center", fontsize=8,
                     color="white" if abs(grid[j, i]) > 0.6 * scale else "black")
-            if term.aliases or term.name != name:
-                ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.5"))
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale)
         for k, factor in enumerate(fit.factors):
             main = fit.term(factor)
@@ -223,6 +225,9 @@ def interaction_map(fits: dict[str, Effects], metric: str, out: Path) -> Optiona
         ax.set_yticks(range(n), fit.factors, fontsize=8)
         ax.set_title(f"{net} G", fontsize=10)
         fig.colorbar(image, ax=ax, shrink=0.8, label=f"interaction effect on {metric}")
-    fig.suptitle(f"two-way interactions on {metric}{_direction_text(metric)}; *: adjusted p < {ALPHA}; "
-                 "hatched: aliased", fontsize=9)
-    return _save(fig, out / f"interactions_{_safe(metric)}.png")
+    fig.suptitle(f"two-way interactions on {metric}{_direction_text(metric)}; *: adjusted p < {ALPHA}", fontsize=9)
+    if aliased:
+        fig.text(0.01, 0.01, "hatched, aliased (one estimate, shown with each pair's sign):\n"
+                 + "\n".join(f"({chr(ord('A') + k)}) {a}" for k, a in enumerate(aliased)), fontsize=8, va="bottom")
+    # room below the maps for the caption's lines
+    return _save(fig, out / f"interactions_{_safe(metric)}.png", rect=(0, 0.04 * len(aliased), 1, 1))
