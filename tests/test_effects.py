@@ -158,6 +158,25 @@ def test_the_variant_is_a_block_and_its_shift_is_not_noise():
     assert all(t.ci_high - t.ci_low < 1 for t in effects.terms)  # a shift of 6 left in the residuals would not be
 
 
+def test_a_variant_confounded_with_a_trick_is_said_to_be_so_and_nothing_is_fitted():
+    """loss=hinge ran without b, loss=wgan only with b: b's effect and the loss's cannot be told apart."""
+    records = [r for r in records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.3), seeds=2,
+                                     variants=("loss=hinge", "loss=wgan"))
+               if ("b" in r["tricks"]) == (r["overrides"] == ["loss=wgan"])]
+    effects = fit(records)
+    assert not effects.terms and "variant is confounded with the tricks" in effects.not_fitted
+    cells = group_cells(records)
+    table = effects_table("modes", "raw", effects, cells, list(cells.values()), Analysis())
+    assert not table.rows and "no effects: the variant is confounded" in table.note
+
+
+def test_tricks_whose_columns_add_up_to_the_mean_are_said_to_be_inseparable():
+    """trick=[a],[b],[c]: a + b + c is -1 in every cell, so no trick's effect is separable from the others'."""
+    effects = fit(records_of(np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1]]), list("abc"),
+                             planted({"a": 1.0}, noise=0.3), seeds=3))
+    assert not effects.terms and "linearly dependent" in effects.not_fitted
+
+
 def test_one_seed_in_a_saturated_model_gives_effects_but_says_no_interval_can_be_given():
     effects = fit(records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.5), seeds=1))
     assert effects.df_resid == 0 and "0 residual degrees of freedom" in effects.no_intervals

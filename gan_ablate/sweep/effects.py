@@ -65,6 +65,7 @@ class Effects:
     interactions_left_out: str = ""  # why two-way interactions were not fitted ("" where they were)
     not_estimable: list[str] = field(default_factory=list)  # terms aliased with the intercept
     no_intervals: str = ""           # why there are no intervals ("" where there are)
+    not_fitted: str = ""             # why no term was fitted ("" where they were)
 
     def term(self, name: str) -> Optional[Term]:
         """The fitted term `name`, or the one it is aliased with (a term and its alias share one estimate)."""
@@ -130,10 +131,15 @@ def _partially_confounded(columns: dict[str, np.ndarray], kept: list[str]) -> bo
     return False
 
 
+def _rank_deficient(design: pd.DataFrame) -> bool:
+    return np.linalg.matrix_rank(design.to_numpy()) < design.shape[1]
+
+
 def fit_effects(cells: list[Cell], samples: dict[str, list[float]], adjust_method: str) -> Optional[Effects]:
     """The effects of the tricks that vary over `cells`, fit to `samples` (each cell's values of one metric,
     as the report's metric table has them: failures imputed or left out), p adjusted with
-    `adjust_method` (holm | bh | none). None where no trick varies or no model can be fit."""
+    `adjust_method` (holm | bh | none). None where no trick varies; no terms, and `not_fitted` saying
+    why, where the cells cannot separate them."""
     cells = [c for c in cells if samples.get(c.name)]
     factors = factors_of(cells)
     if not factors:
@@ -157,18 +163,24 @@ def fit_effects(cells: list[Cell], samples: dict[str, list[float]], adjust_metho
     levels = _coded([cell for cell, _ in runs], factors)
     run_columns = _term_columns(levels, factors)
     design = pd.DataFrame({MEAN: run_columns[MEAN], **{name: run_columns[name] for name in kept}})
+    tricks_dependent = _rank_deficient(design)
     blocks = sorted({c.variant for c in cells})
     if len(blocks) > 1:
         variant = pd.Series([cell.variant for cell, _ in runs], dtype="category")
         design = pd.concat([design, pd.get_dummies(variant, prefix="block", drop_first=True, dtype=float)], axis=1)
     else:
         blocks = []
-    if np.linalg.matrix_rank(design.to_numpy()) < design.shape[1]:
-        return None  # the variant is confounded with the tricks: no effect can be told from the block
     y = np.array([value for _, value in runs], float)
+    effects = Effects(factors, [], len(y), 0, blocks, left_out, [name.lstrip("-") for name in not_estimable])
+    if tricks_dependent:
+        effects.not_fitted = "the tricks' columns are linearly dependent over these cells: no effect can be told apart"
+    elif _rank_deficient(design):
+        effects.not_fitted = ("the variant is confounded with the tricks (not every variant ran the same trick "
+                              "combinations): no effect can be told from the block")
+    if effects.not_fitted:
+        return effects
     result = sm.OLS(y, design).fit()
-    effects = Effects(factors, [], len(y), int(round(result.df_resid)), blocks, left_out,
-                      [name.lstrip("-") for name in not_estimable])
+    effects.df_resid = int(round(result.df_resid))
     # least squares leaves ~1e-16 where cell means cancel exactly: residuals and effects that small are 0
     negligible = 1e-12 * max(1.0, float(np.abs(y).max()))
     if effects.df_resid == 0:

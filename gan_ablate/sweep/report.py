@@ -113,6 +113,8 @@ def effects_of(metric: str, net: str, cells: dict[str, Cell], factorial: list[Ce
 def effects_table(metric: str, net: str, fit: effects.Effects, cells: dict[str, Cell], factorial: list[Cell],
                   analysis: Analysis) -> Table:
     """One row per fitted term (main effects, then two-way interactions) with the model named in the note."""
+    if fit.not_fitted:
+        return Table(f"Effects on {metric} ({net} G)", ["term"], [], f"no effects: {fit.not_fitted}")
     direction = {1: "higher is better", -1: "lower is better"}.get(METRIC_DIRECTIONS.get(metric, 0))
     adjusted = ADJUSTMENT_NAMES[analysis.adjust]
     rows = [[t.name, fmt(t.effect), "–" if math.isnan(t.ci_low) else f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]",
@@ -245,8 +247,9 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
     fits: dict[str, dict[str, effects.Effects]] = {}
     for m in metrics:
         report.tables += [t for n in nets if (t := metric_table(m, n, cells, reference, analysis))]
-        fits[m] = {n: fit for n in nets if (fit := effects_of(m, n, cells, factorial, analysis))}
-        report.tables += [effects_table(m, n, fit, cells, factorial, analysis) for n, fit in fits[m].items()]
+        found = {n: fit for n in nets if (fit := effects_of(m, n, cells, factorial, analysis))}
+        report.tables += [effects_table(m, n, fit, cells, factorial, analysis) for n, fit in found.items()]
+        fits[m] = {n: fit for n, fit in found.items() if fit.terms}
     report.tables += [t for t in (cells_set_apart(cells), runs_without_results(records)) if t]
     if plot_dir is not None:
         from gan_ablate.sweep import report_plots
