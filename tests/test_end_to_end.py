@@ -122,9 +122,13 @@ def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
     table_html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "instance_noise" in table_html and "baseline" in table_html and "reference" in table_html
     assert "adjusted p (Holm)" in table_html and "failure rate [95% Wilson]" in table_html  # the report's statistics
-    assert "modes (raw G)" in "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "modes (raw G)" in markdown
+    # the report's effects: instance_noise is the one trick that varies, so a main effect and no interaction
+    assert "Effects on modes (raw G)" in markdown and "effect (+1 minus -1)" in table_html
+    assert "effects on modes, ranked by size" in markdown
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pictures) >= 6  # 3 mode metrics, losses, evaluation curves, samples
+    assert len(pictures) >= 9  # 3 mode metrics and their 3 effect plots, losses, evaluation curves, samples
 
 
 @pytest.mark.parametrize("data,extra", [("ring8", ["trainer.max_steps=20"]),

@@ -130,3 +130,51 @@ def test_a_cell_that_reads_the_mode_labels_is_set_apart_without_a_verdict(tmp_pa
     (apart,) = [t for t in report.tables if t.title == "Cells set apart"]
     why = dict(apart.rows)
     assert "labels" in why["+conditional"] and "`ema`" in why["+ema"] and "+ttur" not in why
+
+
+def _factorial(tmp_path, tricks, modes_of, seeds=3, **extra):
+    """A 2x2 factorial sweep's records over `tricks`; modes_of(on_a, on_b, seed) gives each run's modes."""
+    for on_a in (False, True):
+        for on_b in (False, True):
+            cell = [t for t, on in zip(tricks, (on_a, on_b)) if on]
+            label = "+".join(cell) or "baseline"
+            for seed in range(seeds):
+                modes = modes_of(on_a, on_b, seed)
+                _write(tmp_path, f"{label}-{seed}", tricks=cell, cell=label, reference="baseline", design="factorial",
+                       seed=seed, status="ok", metrics={"raw": {"modes": modes}, "ema": {"modes": modes + 1}},
+                       **extra)
+
+
+def test_a_factorial_report_has_effects_tables_an_effect_plot_and_an_interaction_map(tmp_path):
+    from gan_ablate.sweep.report import write_report
+
+    # cell means 4, 6 (label smoothing), 3 (instance noise), 6 (both); seeds -0.1, 0, +0.1 around them
+    means = {(False, False): 4, (True, False): 6, (False, True): 3, (True, True): 6}
+    _factorial(tmp_path, ["label_smoothing", "instance_noise"], lambda ls, noise, seed: means[ls, noise] + (seed - 1) / 10)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    # effect = mean on minus mean off: (6+6)/2-(4+3)/2, (3+6)/2-(4+6)/2, product +1 (4+6)/2 minus -1 (6+3)/2;
+    # 95% interval: t on 12-4 df times 2 x the coefficient's s.e. (pooled s = 0.1, 12 runs)
+    half = stats.t.ppf(0.975, 8) * 2 * 0.1 / math.sqrt(12)
+    for term, effect in (("label_smoothing", 2.5), ("instance_noise", -0.5), ("label_smoothing:instance_noise", 0.5)):
+        assert f"| {term} | {effect:.3g} | [{effect - half:.3g}, {effect + half:.3g}] |" in md
+    assert "## Effects on modes (raw G)" in md and "## Effects on modes (ema G)" in md
+    assert "coding: each trick -1 (off) / +1 (on)" in md and "adjusted p: Holm over the 3 terms of this table" in md
+    for image in ("effects_modes.png", "interactions_modes.png"):
+        assert (tmp_path / "report" / image).stat().st_size > 5000
+        assert f"(report/{image})" in md and f"src='report/{image}'" in html
+    assert "<h2>Effects on modes (raw G)</h2>" in html
+
+
+def test_effects_leave_out_cells_set_apart_and_add_one_sweeps(tmp_path):
+    from gan_ablate.sweep.report import report_of
+
+    # conditional reads ring8's labels, the modes: its cells are no evidence, so only label_smoothing is a factor
+    _factorial(tmp_path, ["conditional", "label_smoothing"], lambda c, ls, seed: 3 + 5 * c + ls + seed, data="ring8")
+    report = report_of(load_records(tmp_path), "test")
+    (effects,) = [t for t in report.tables if t.title == "Effects on modes (raw G)"]
+    assert [row[0] for row in effects.rows] == ["label_smoothing"] and effects.rows[0][1] == "1"
+    assert "cells set apart, left out of the fit: conditional, conditional+label_smoothing" in effects.note
+    records = [dict(r, design="add_one") for r in load_records(tmp_path)]
+    assert not [t for t in report_of(records, "test").tables if t.title.startswith("Effects")]

@@ -1,7 +1,8 @@
 """The ablation report of a sweep folder: tables (how each cell's runs ended, with the failure rate and
 its Wilson interval; per metric the mean, s.e. and 95% CI over runs, the difference to the reference
-cell with its exact permutation p, adjusted over the table), plots (metric per cell, training curves,
-last samples per cell), written as report.md and report.html next to the PNGs. Reads only result.json
+cell with its exact permutation p, adjusted over the table; for a factorial, fractional, screening or
+plain trick sweep the effects of each trick and two-way interaction, see effects.py), plots (metric per
+cell, ranked effects, interaction map, training curves, last samples per cell), written as report.md and report.html next to the PNGs. Reads only result.json
 files and each run's csv/metrics.csv, so it works on a sweep that is still running."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from gan_ablate.record import METRIC_DIRECTIONS, load_records
+from gan_ablate.sweep import effects
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, compare,
                                        group_cells, is_reference, metric_names, reference_of, runs_text, summarise,
                                        tested, with_failures, worst_value)
@@ -40,16 +42,27 @@ class Report:
     notes: list[str] = field(default_factory=list)  # warnings and legends, shown above the tables
 
 
+def metric_samples(metric: str, net: str, cells: dict[str, Cell], analysis: Analysis):
+    """Per cell, the values of `metric` of the `net` generator its finished runs reached, and the values a
+    table summarises (with failures as `analysis` says); the table's worst value, and whether it was imputed."""
+    finished = {name: cell.values(net, metric) for name, cell in cells.items()}
+    worst = worst_value([v for values in finished.values() for v in values], METRIC_DIRECTIONS.get(metric, 0))
+    samples = {name: with_failures(finished[name], cell.n_failed(), worst, analysis) for name, cell in cells.items()}
+    return finished, samples, worst, analysis.failed_as == "worst" and worst is not None
+
+
+def failures_text(worst: Optional[float], imputed: bool) -> str:
+    return (f"a diverged or failed run counts as the worst value of this table ({fmt(worst)})" if imputed
+            else "finished runs of all that ended (diverged and failed runs are left out)")
+
+
 def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optional[str] = None,
                  analysis: Analysis = Analysis()) -> Optional[Table]:
     """One row per cell: `metric` of the `net` generator (raw or ema) over its runs, and the cell's
     comparison with its reference, adjusted over every comparison of this table."""
     direction = METRIC_DIRECTIONS.get(metric, 0)
     better = {1: "higher is better", -1: "lower is better"}.get(direction, "")
-    finished = {name: cell.values(net, metric) for name, cell in cells.items()}
-    worst = worst_value([v for values in finished.values() for v in values], direction)
-    imputed = analysis.failed_as == "worst" and worst is not None
-    samples = {name: with_failures(finished[name], cell.n_failed(), worst, analysis) for name, cell in cells.items()}
+    finished, samples, worst, imputed = metric_samples(metric, net, cells, analysis)
     rows, pairs, compared = [], [], []
     for cell in cells.values():
         values = samples[cell.name]
@@ -82,11 +95,53 @@ def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optio
             + "Δ: mean of the cell minus its reference's; p: exact permutation test of that difference (every "
             f"relabelling of the runs up to {EXACT_RELABELLINGS:,}); {family}; 'better'/'worse' where the "
             f"adjusted p < {ALPHA}, 'n too small' where no relabelling of so few runs can reach it; runs: "
-            + (f"a diverged or failed run counts as the worst value of this table ({fmt(worst)})" if imputed
-               else "finished runs of all that ended (diverged and failed runs are left out)"))
+            + failures_text(worst, imputed))
     return Table(f"{metric} ({net} G)",
                  ["cell", "runs", "mean", "s.e.", "95% CI", "Δ vs reference", "p", f"adjusted p ({adjusted})", "call"],
                  rows, note)
+
+
+def effects_of(metric: str, net: str, cells: dict[str, Cell], factorial: list[Cell],
+               analysis: Analysis) -> Optional[effects.Effects]:
+    """The effects of the tricks over the `factorial` cells, on the values `metric_table` summarises."""
+    if not factorial:
+        return None
+    _, samples, _, _ = metric_samples(metric, net, cells, analysis)
+    return effects.fit_effects(factorial, samples, analysis.adjust)
+
+
+def effects_table(metric: str, net: str, fit: effects.Effects, cells: dict[str, Cell], factorial: list[Cell],
+                  analysis: Analysis) -> Table:
+    """One row per fitted term (main effects, then two-way interactions) with the model named in the note."""
+    if fit.not_fitted:
+        return Table(f"Effects on {metric} ({net} G)", ["term"], [], f"no effects: {fit.not_fitted}")
+    direction = {1: "higher is better", -1: "lower is better"}.get(METRIC_DIRECTIONS.get(metric, 0))
+    adjusted = ADJUSTMENT_NAMES[analysis.adjust]
+    rows = [[t.name, fmt(t.effect), "–" if math.isnan(t.ci_low) else f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]",
+             fmt(t.p), fmt(t.p_adjusted), " = ".join([t.name] + t.aliases) if t.aliases else ""] for t in fit.terms]
+    interactions = any(t.is_interaction for t in fit.terms)
+    block = f" + block (the variant: {', '.join(fit.blocks)})" if fit.blocks else ""
+    intervals = (f"no intervals or p: {fit.no_intervals}" if fit.no_intervals else
+                 f"95% CI and p: t on the {fit.df_resid} residual degrees of freedom, assuming normal errors of "
+                 "equal variance in every cell")
+    family = (f"adjusted p: {adjusted} over the {len(fit.terms)} terms of this table" if analysis.adjust != "none"
+              else "p not adjusted for the other terms of this table")
+    _, _, worst, imputed = metric_samples(metric, net, cells, analysis)
+    notes = [f"OLS over {fit.n_runs} runs (seeds are replicates): {metric} ~ mean + main effects"
+             + (" + two-way interactions" if interactions else "") + block,
+             "coding: each trick -1 (off) / +1 (on), an interaction the product of its tricks' codes; effect = "
+             "mean at +1 minus mean at -1 = 2 × the coefficient" + (f" ({direction})" if direction else ""),
+             intervals, family,
+             "aliases: terms whose columns are the same over these cells ('-': negated), so the effect is of "
+             "their sum (or difference) and the design cannot tell them apart",
+             fit.interactions_left_out,
+             f"not estimable (aliased with the mean): {', '.join(fit.not_estimable)}" if fit.not_estimable else "",
+             f"cells set apart, left out of the fit: {', '.join(sorted(set(cells) - {c.name for c in factorial}))}"
+             if len(factorial) < len(cells) else "",
+             "runs: " + failures_text(worst, imputed)]
+    return Table(f"Effects on {metric} ({net} G)",
+                 ["term", "effect (+1 minus -1)", "95% CI", "p", f"adjusted p ({adjusted})", "aliases"], rows,
+                 "; ".join(n for n in notes if n))
 
 
 def outcome_table(cells: dict[str, Cell], analysis: Analysis) -> Optional[Table]:
@@ -210,7 +265,14 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
     primary = next((r["primary"] for r in records if r.get("primary")), "raw")
     nets = [primary] + [n for n in ("raw", "ema") if n != primary]
     report.tables = [t for t in (outcome_table(cells, analysis),) if t]
-    report.tables += [t for m in metrics for n in nets if (t := metric_table(m, n, cells, reference, analysis))]
+    # cells set apart are no evidence for or against their tricks: left out of the effects, not only uncalled
+    factorial = [c for c in cells.values() if not c.set_apart()] if effects.applies(records) else []
+    fits: dict[str, dict[str, effects.Effects]] = {}
+    for m in metrics:
+        report.tables += [t for n in nets if (t := metric_table(m, n, cells, reference, analysis))]
+        found = {n: fit for n in nets if (fit := effects_of(m, n, cells, factorial, analysis))}
+        report.tables += [effects_table(m, n, fit, cells, factorial, analysis) for n, fit in found.items()]
+        fits[m] = {n: fit for n, fit in found.items() if fit.terms}
     report.tables += [t for t in (cells_set_apart(cells), runs_without_results(records)) if t]
     report.tables += [t for t in (evaluation_noise_table(records, cells),) if t]
     if plot_dir is not None:
@@ -221,6 +283,13 @@ def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
         for m in metrics:
             report.figures.append((f"{m} per cell (mean and 95% CI over the finished runs; dots are runs)",
                                    report_plots.metric_per_cell(cells, m, out)))
+        for m, by_net in fits.items():
+            if by_net:
+                report.figures.append((f"effects on {m}, ranked by size, with 95% intervals (see 'Effects on {m}')",
+                                       report_plots.effect_plot(by_net, m, out)))
+            path = report_plots.interaction_map(by_net, m, out)
+            if path:
+                report.figures.append((f"two-way interaction effects on {m} (aliased pairs marked '=')", path))
         for title, keys in CURVES.items():
             path = report_plots.training_curves(cells, keys, title, out)
             if path:

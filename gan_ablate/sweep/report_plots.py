@@ -1,6 +1,7 @@
 """The report's pictures (PNG, matplotlib's Agg backend: no screen needed)."""
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Optional
@@ -9,16 +10,29 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from gan_ablate.record import METRIC_DIRECTIONS  # noqa: E402
-from gan_ablate.sweep.aggregate import Cell, summarise  # noqa: E402
+from gan_ablate.sweep.aggregate import ALPHA, Cell, summarise  # noqa: E402
+from gan_ablate.sweep.effects import Effects  # noqa: E402
 
 NET_COLOURS = {"raw": "tab:blue", "ema": "tab:orange"}
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def _direction_text(metric: str) -> str:
+    return {1: " (higher is better)", -1: " (lower is better)"}.get(METRIC_DIRECTIONS.get(metric, 0), "")
+
+
+def _save(fig, path: Path, rect=(0, 0, 1, 1)) -> str:
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def metric_per_cell(cells: dict[str, Cell], metric: str, out: Path) -> str:
@@ -41,15 +55,10 @@ def metric_per_cell(cells: dict[str, Cell], metric: str, out: Path) -> str:
         ax.plot([], [], "o", color=NET_COLOURS[net], label=f"{net} G")
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
-    direction = {1: " (higher is better)", -1: " (lower is better)"}.get(METRIC_DIRECTIONS.get(metric, 0), "")
-    ax.set_xlabel(metric + direction)
+    ax.set_xlabel(metric + _direction_text(metric))
     ax.legend(loc="best", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = out / f"metric_{_safe(metric)}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _save(fig, out / f"metric_{_safe(metric)}.png")
 
 
 def _run_log(record: dict) -> Optional[pd.DataFrame]:
@@ -92,11 +101,7 @@ def training_curves(cells: dict[str, Cell], keys: tuple[str, ...], title: str, o
         plt.close(fig)
         return None
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = out / f"curves_{_safe(title)}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _save(fig, out / f"curves_{_safe(title)}.png")
 
 
 def evaluation_curves(cells: dict[str, Cell], metrics: list[str], out: Path, net: str = "raw") -> Optional[str]:
@@ -122,11 +127,7 @@ def evaluation_curves(cells: dict[str, Cell], metrics: list[str], out: Path, net
         plt.close(fig)
         return None
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = out / "curves_evaluation.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _save(fig, out / "curves_evaluation.png")
 
 
 def _last_sample_image(cell: Cell) -> Optional[Path]:
@@ -150,8 +151,83 @@ def last_samples(cells: dict[str, Cell], out: Path) -> Optional[str]:
     for ax, (name, path) in zip(axes.flat, images.items()):
         ax.imshow(plt.imread(path))
         ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    path = out / "samples_last.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _save(fig, out / "samples_last.png")
+
+
+def _found(term) -> bool:
+    return term.p_adjusted < ALPHA  # nan (no p) compares False
+
+
+def effect_plot(fits: dict[str, Effects], metric: str, out: Path) -> str:
+    """A forest plot per generator, one above the other: each fitted term's effect with its 95% interval,
+    largest |effect| on top; terms whose adjusted p < 0.05 in colour."""
+    heights = [0.38 * len(fit.terms) + 1.2 for fit in fits.values()]
+    fig, axes = plt.subplots(len(fits), 1, figsize=(9, sum(heights) + 0.4), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (net, fit) in zip(axes[:, 0], fits.items()):
+        ranked = sorted(fit.terms, key=lambda t: -abs(t.effect))
+        for y, term in enumerate(ranked):
+            colour = NET_COLOURS[net] if _found(term) else "0.45"
+            if not math.isnan(term.ci_low):
+                ax.errorbar(term.effect, y, xerr=[[term.effect - term.ci_low], [term.ci_high - term.effect]],
+                            fmt="o", color=colour, capsize=3)
+            else:
+                ax.plot(term.effect, y, "o", color=colour)
+        ax.axvline(0, color="k", linewidth=0.8)
+        ax.set_yticks(range(len(ranked)), [" = ".join([t.name] + t.aliases) for t in ranked], fontsize=8)
+        ax.set_ylim(len(ranked) - 0.5, -0.5)
+        ax.set_title(f"{net} G: " + (f"no intervals: {fit.no_intervals}" if fit.no_intervals
+                                     else f"95% CI (t, {fit.df_resid} df); coloured: adjusted p < {ALPHA}"), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel(f"effect on {metric}{_direction_text(metric)}: mean with the trick minus mean without")
+    return _save(fig, out / f"effects_{_safe(metric)}.png")
+
+
+def interaction_map(fits: dict[str, Effects], metric: str, out: Path) -> Optional[str]:
+    """Per generator, trick x trick: below the diagonal each two-way interaction's effect (colour and number;
+    '*': adjusted p < 0.05), on the diagonal the trick's main effect (grey). Pairs the design cannot tell
+    apart are hatched and tagged with a letter their alias set is listed under in the caption ('-': negated,
+    so the pair's cell shows the estimate with its sign); 'n.e.' marks a pair aliased with the mean. None
+    where no interaction was fitted."""
+    fits = {net: fit for net, fit in fits.items() if any(t.is_interaction for t in fit.terms)}
+    if not fits:
+        return None
+    size = max(len(fit.factors) for fit in fits.values())
+    scale = max(abs(t.effect) for fit in fits.values() for t in fit.terms if t.is_interaction) or 1.0
+    fig, axes = plt.subplots(1, len(fits), figsize=(1.3 * size * len(fits) + 2.5, 1.3 * size + 2.2), squeeze=False)
+    aliased = []  # the alias sets of interactions, tagged A, B, ... in the order met
+    for ax, (net, fit) in zip(axes[0], fits.items()):
+        n = len(fit.factors)
+        grid = np.full((n, n), np.nan)
+        for i, j in itertools.combinations(range(n), 2):
+            name = f"{fit.factors[i]}:{fit.factors[j]}"
+            term = fit.term(name)
+            if term is None:  # aliased with the mean
+                ax.text(i, j, "n.e.", ha="center", va="center", fontsize=8, color="0.3")
+                continue
+            grid[j, i] = -term.effect if f"-{name}" in term.aliases else term.effect
+            label = f"{grid[j, i]:+.3g}" + ("*" if _found(term) else "")
+            if term.aliases:
+                alias_set = " = ".join([term.name] + term.aliases)
+                if alias_set not in aliased:
+                    aliased.append(alias_set)
+                label += f"\n({chr(ord('A') + aliased.index(alias_set))})"
+                ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6"))
+            ax.text(i, j, label, ha="center", va="center", fontsize=8,
+                    color="white" if abs(grid[j, i]) > 0.6 * scale else "black")
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale)
+        for k, factor in enumerate(fit.factors):
+            main = fit.term(factor)
+            ax.add_patch(plt.Rectangle((k - 0.5, k - 0.5), 1, 1, color="0.9"))
+            ax.text(k, k, f"main\n{main.effect:+.3g}" + ("*" if _found(main) else ""), ha="center", va="center",
+                    fontsize=8, color="0.25")
+        ax.set_xticks(range(n), fit.factors, rotation=35, ha="right", fontsize=8)
+        ax.set_yticks(range(n), fit.factors, fontsize=8)
+        ax.set_title(f"{net} G", fontsize=10)
+        fig.colorbar(image, ax=ax, shrink=0.8, label=f"interaction effect on {metric}")
+    fig.suptitle(f"two-way interactions on {metric}{_direction_text(metric)}; *: adjusted p < {ALPHA}", fontsize=9)
+    if aliased:
+        fig.text(0.01, 0.01, "hatched, aliased (one estimate, shown with each pair's sign):\n"
+                 + "\n".join(f"({chr(ord('A') + k)}) {a}" for k, a in enumerate(aliased)), fontsize=8, va="bottom")
+    # room below the maps for the caption's lines
+    return _save(fig, out / f"interactions_{_safe(metric)}.png", rect=(0, 0.04 * len(aliased), 1, 1))
