@@ -1,9 +1,12 @@
 """`gan-ablate-report SWEEP_DIR` (or `python scripts/report.py SWEEP_DIR`): turn a sweep into an ablation
 report: how each cell's runs ended (diverged, failed, collapsed: the rate with its 95% Wilson interval),
 one table per metric (mean, standard error and 95% CI over runs per cell, difference to the reference
-cell with the p of an exact permutation test and that p adjusted over the table's comparisons), the
-runs that were skipped, failed, diverged or are still running, and plots (metric per cell, training
-curves of losses, gradient norms and evaluation metrics, last samples per cell).
+cell with the p of an exact permutation test and that p adjusted over the table's comparisons), for
+factorial, fractional and screening sweeps the main effects and two-way interactions of the tricks (OLS,
+-1/+1 coding, 95% intervals, adjusted p, aliases named; an effect plot and an interaction map), the split
+of each metric's variance into evaluation and training noise (with metrics.eval_repeats), the runs that
+were skipped, failed, diverged or are still running, and plots (metric per cell, training curves of
+losses, gradient norms and evaluation metrics, last samples per cell).
 
     gan-ablate-report multirun/2026-11-23/10-00-00
     make report DIR=multirun/2026-11-23/10-00-00
