@@ -7,12 +7,14 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 from conftest import ROOT
 from statsmodels.stats.power import TTestIndPower
 
 from gan_ablate.report_cli import main
 from gan_ablate.sweep.aggregate import Analysis, permutation_p
-from gan_ablate.sweep.plan import PlanError, parse_deltas, permutation_floor, plan_sweep, smallest_report_p
+from gan_ablate.sweep.plan import (PlanError, parse_deltas, permutation_floor, plan_sweep, smallest_report_p,
+                                   ttest_seeds)
 
 # three runs whose spread about their mean is exactly 1 (sample SD, ddof=1)
 UNIT_SPREAD = np.array([-1.0, 0.0, 1.0])
@@ -82,6 +84,21 @@ def test_an_effect_beyond_scipys_noncentral_t_is_planned_at_two_seeds_by_the_t_t
     assert math.isnan(TTestIndPower().power(30, 2, 0.025))  # the far lower tail: nan, not ~0
     (plan,) = plan_sweep(pilot_with_sd(1.0, cells=3), parse_deltas(["30"]))
     assert not plan.problem and plan.ttest == 2 and plan.seeds == 5
+
+
+@pytest.mark.parametrize("effect_size", [8.85, 9.06, 12.0])
+def test_where_the_solver_does_not_converge_the_plan_is_the_fewest_seeds_reaching_the_power(effect_size):
+    # statsmodels' root finder returns nan (8.85, 9.06) or its lower bound 2.000005 (12) for these at 0.05/7
+    # (a 3-trick factorial's 7 comparisons)
+    alpha = 0.05 / 7
+    solved = TTestIndPower().solve_power(effect_size=effect_size, alpha=alpha, power=0.8)
+    assert math.isnan(solved) or solved < 2.01
+    n = ttest_seeds(effect_size, alpha)
+
+    def power(seeds):  # scipy's noncentral t directly; the lower tail (below -t) is < 1e-9 for these effects
+        df = 2 * seeds - 2
+        return stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, effect_size * math.sqrt(seeds / 2))
+    assert n is not None and power(n) >= 0.8 > power(n - 1) + 1e-9
 
 
 def test_cells_the_report_sets_apart_or_never_ran_are_no_comparison_of_the_plan():

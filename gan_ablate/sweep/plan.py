@@ -8,11 +8,13 @@ n seeds a side no relabelling of the runs gives a p below 2 / C(2n, n), whatever
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 from statsmodels.stats.power import TTestIndPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, group_cells,
                                        metric_names, reference_of, smallest_p)
@@ -20,6 +22,7 @@ from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLI
 POWER = 0.8
 # the t-test the solver plans for needs 2 runs a side (its pooled variance has 2n - 2 degrees of freedom)
 FEWEST_SEEDS = 2
+MOST_SEEDS = 1000  # where the solver fails and counting up stops: a plan past it is not a plan
 # past EXACT_RELABELLINGS scipy draws random relabellings and counts the observed one among them
 RESAMPLED_SMALLEST_P = 2 / (EXACT_RELABELLINGS + 1)
 
@@ -88,21 +91,37 @@ def adjusted_alpha(comparisons: int, adjust: str, alpha: float = ALPHA) -> float
     return alpha if adjust == "none" else alpha / comparisons
 
 
-def ttest_seeds(effect_size: float, alpha: float, power: float = POWER) -> Optional[int]:
-    """Seeds per cell for a two-sided two-sample t-test to reach `power` at `alpha`: statsmodels' solver,
-    rounded up (None: it found no root). Its search starts at 2 runs a side, so an effect that 2 already
-    detect is answered here."""
+def ttest_power(effect_size: float, seeds: int, alpha: float) -> float:
+    """statsmodels' power of the two-sided two-sample t-test with `seeds` runs a side."""
     solver = TTestIndPower()
-    at_fewest = solver.power(effect_size, FEWEST_SEEDS, alpha, alternative="two-sided")
-    if math.isnan(at_fewest):
+    power = solver.power(effect_size, seeds, alpha, alternative="two-sided")
+    if math.isnan(power):
         # scipy's noncentral t gives nan for the far lower tail of a large effect; the upper tail alone
         # (one-sided at alpha/2) is the two-sided power less that tail, so a lower bound of it
-        at_fewest = solver.power(effect_size, FEWEST_SEEDS, alpha / 2, alternative="larger")
-    if at_fewest >= power:
+        power = solver.power(effect_size, seeds, alpha / 2, alternative="larger")
+    return power
+
+
+def ttest_seeds(effect_size: float, alpha: float, power: float = POWER) -> Optional[int]:
+    """Seeds per cell for a two-sided two-sample t-test to reach `power` at `alpha`: statsmodels' solver,
+    rounded up and checked (None: none up to MOST_SEEDS). Its search starts at 2 runs a side, so an effect
+    that 2 already detect is answered here."""
+    if ttest_power(effect_size, FEWEST_SEEDS, alpha) >= power:
         return FEWEST_SEEDS
-    seeds = solver.solve_power(effect_size=effect_size, alpha=alpha, power=power, ratio=1.0,
-                               alternative="two-sided")
-    return None if math.isnan(seeds) else math.ceil(seeds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # its nan is handled below
+        seeds = TTestIndPower().solve_power(effect_size=effect_size, alpha=alpha, power=power, ratio=1.0,
+                                            alternative="two-sided")
+    # the solver's answer is checked: for a large effect at a small alpha it returns nan or stops at its lower
+    # bound (2.000005 for Δ/SD = 12 at 0.05/7, where 2 seeds give power 0.64): the fewest seeds reaching it
+    n = FEWEST_SEEDS + 1 if math.isnan(seeds) else max(FEWEST_SEEDS + 1, math.ceil(seeds))
+    while n > FEWEST_SEEDS + 1 and ttest_power(effect_size, n - 1, alpha) >= power:
+        n -= 1
+    while ttest_power(effect_size, n, alpha) < power:
+        if n == MOST_SEEDS:
+            return None
+        n += 1
+    return n
 
 
 def smallest_report_p(n: int) -> float:
