@@ -321,6 +321,20 @@ def test_a_failure_is_logged_as_a_warning_a_metric_and_an_alert_on_online_runs_o
     assert offline.alerts == [] and plain.alerts == []
 
 
+def test_an_experiment_with_alert_but_no_settings_is_not_alerted_and_does_not_stop_the_report():
+    # another logger's experiment may offer an `alert` without W&B's settings: only an online W&B run is alerted
+    from gan_ablate.callbacks.failure_watch import FailureEvent
+
+    logger = RecordingLogger()
+    logger.experiment = SimpleNamespace(alert=lambda **kw: logger.alerts.append(kw))
+    bare = RecordingLogger()
+    bare.experiment = SimpleNamespace(alert=lambda **kw: bare.alerts.append(kw), settings=SimpleNamespace())
+    module = with_loggers(make_module(), logger, bare)
+    module.report_failures([FailureEvent(3, "g_loss_exploded", "loss/g > 100")])
+    assert logger.metrics == bare.metrics == [(3, {"failure/g_loss_exploded": 1.0})]
+    assert logger.alerts == bare.alerts == []
+
+
 HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step", "g_objective",
          "g_penalty", "before_g_step", "after_g_step", "after_iteration")
 
