@@ -531,3 +531,15 @@ def test_every_d_input_of_an_iteration_sees_its_step_context_also_the_real_batch
     run_steps(module, 1)
     assert len(seen) == 4  # D step: real, fake; G step: fake, real
     assert all(ctx is not None and ctx.iteration == 0 for ctx in seen)
+
+
+@pytest.mark.parametrize("latent", ["gaussian", "uniform"])
+def test_the_training_step_draws_z_from_the_configured_latent(latent):
+    """G's inputs in training follow model.latent: N(0, I) reaches beyond [-1, 1], U(-1, 1) never does."""
+    module = make_module(f"model.latent={latent}")
+    seen = []
+    module.G.register_forward_pre_hook(lambda net, args: seen.append(args[0].detach().clone()))
+    run_steps(module, 1)
+    z = torch.cat(seen)
+    assert len(seen) == 2 and z.shape[1] == module.cfg.model.z_dim  # the D step's fakes and the G step's
+    assert (z.abs().max() > 1.5) == (latent == "gaussian") and (z.min() < -0.9 and z.max() > 0.9)
