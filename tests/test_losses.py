@@ -261,3 +261,13 @@ def test_wgan_gp_loss_refuses_a_batch_norm_critic_on_one_line(tmp_path):
     assert len(lines) == 1 and "loss=wgan_gp conflicts with norm_d=batch_norm" in lines[0], result.stderr
     assert not (tmp_path / "run" / "result.json").exists()
     assert isinstance(make_module("loss=wgan", "norm_d=batch_norm").D, nn.Module)
+
+
+def test_a_loss_refuses_a_choice_it_conflicts_with_when_the_module_is_set_up():
+    """The fast counterpart of the train.py refusal above: the loss itself names the conflicting choice."""
+    from gan_ablate.config import TrickConflict
+
+    with pytest.raises(TrickConflict) as refused:
+        make_module("loss=wgan_gp", "model.norm_d=batch_norm")
+    assert str(refused.value) == "loss=wgan_gp conflicts with norm_d=batch_norm: they cannot run together"
+    make_module("loss=wgan", "model.norm_d=batch_norm")  # clipping keeps its batch-norm critic
