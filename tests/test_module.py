@@ -543,3 +543,11 @@ def test_the_training_step_draws_z_from_the_configured_latent(latent):
     z = torch.cat(seen)
     assert len(seen) == 2 and z.shape[1] == module.cfg.model.z_dim  # the D step's fakes and the G step's
     assert (z.abs().max() > 1.5) == (latent == "gaussian") and (z.min() < -0.9 and z.max() > 0.9)
+
+
+def test_the_module_refuses_a_trick_that_conflicts_with_its_loss_or_normalisation():
+    """build_tricks sees the run's settings: a per-sample gradient penalty on a batch-norm critic is refused."""
+    from gan_ablate.config import TrickConflict
+
+    with pytest.raises(TrickConflict, match="conflicts with norm_d=batch_norm"):
+        make_module("trick=gradient_penalty", "model.norm_d=batch_norm")
