@@ -12,7 +12,7 @@ from conftest import make_cfg
 from gan_ablate.callbacks.checkpoint import read_checkpoint
 from gan_ablate.config import validate
 from gan_ablate.data import build_datamodule
-from gan_ablate.metrics.modes import mode_metrics
+from gan_ablate.metrics.modes import ModeEvaluator
 from gan_ablate.module import GANModule
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.run import train
@@ -26,7 +26,7 @@ def latents(seed: int, n: int = 200, z_dim: int = 2) -> torch.Tensor:
 
 
 def checkpoint_scores(ckpt: Path, cfg, z: torch.Tensor, state: str = "state_dict") -> dict:
-    """Mode metrics of a checkpoint's raw and EMA G on `z`, computed here without the evaluation callback.
+    """The mixture metrics of a checkpoint's raw and EMA G on `z`, scored here without the evaluation callback.
     `state`: the checkpoint's nets, or a callable picking G/G_ema weights out of the checkpoint."""
     settings = validate(cfg)
     dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
@@ -37,9 +37,10 @@ def checkpoint_scores(ckpt: Path, cfg, z: torch.Tensor, state: str = "state_dict
             getattr(module, name).load_state_dict(weights)
     else:
         module.load_state_dict(checkpoint[state])
+    m = settings.metrics
+    evaluator = ModeEvaluator(dm.modes(), settings.data.std, z, m.hq_sigmas, m.prc_neighborhood, m.prdc_nearest_k)
     with torch.no_grad():
-        return {net: mode_metrics(g.eval()(z), dm.modes(), settings.data.std)
-                for net, g in (("raw", module.G), ("ema", module.G_ema.module))}
+        return {net: evaluator.score(g.eval()(z)) for net, g in (("raw", module.G), ("ema", module.G_ema.module))}
 
 
 def test_repeat_latent_seeds_come_from_the_runs_seed_through_seed_sequence():

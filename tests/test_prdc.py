@@ -201,3 +201,20 @@ def test_a_k_without_enough_samples_for_it_is_refused_naming_both_keys(overrides
     with pytest.raises(ConfigError, match=named):
         validate(make_cfg(*overrides))
     validate(make_cfg("metrics.n_samples=6", "metrics.image_samples=6"))  # one more than k: every point has k others
+
+
+def test_non_finite_samples_count_as_infinitely_far_and_too_few_finite_ones_give_zeros():
+    # a diverging G's NaN samples must not stop the evaluation (sklearn refuses NaN): they score as a tight
+    # cluster far away would, in no real ball and with no real sample in theirs
+    real, fake = overlapping_sets()
+    broken = fake.clone()
+    broken[:20] = float("nan")
+    far = fake.clone()
+    far[:20] = 1e6 + 1e-3 * torch.randn(20, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got = precision_recall_density_coverage(real, broken)
+    expected = by_definition(real.numpy(), far.numpy(), 3, 5)
+    assert {k: got[k] for k in FOUR} == pytest.approx(expected, rel=1e-6)
+    assert 0 < got["precision"] < precision_recall_density_coverage(real, fake)["precision"]
+
+    broken[:-5] = float("inf")  # 5 finite samples: no 5-NN ball among them
+    assert precision_recall_density_coverage(real, broken) == dict.fromkeys(FOUR, 0.0)

@@ -23,10 +23,19 @@ PRDC_NEAREST_K = 5    # the nearest_k of prdc's README and of Naeem et al.'s exp
 
 def precision_recall_density_coverage(real: torch.Tensor, fake: torch.Tensor, prc_neighborhood: int = PRC_NEIGHBORHOOD,
                                       prdc_nearest_k: int = PRDC_NEAREST_K) -> dict:
-    """The four metrics of `fake` against `real`, both (n, features); each set needs more points than its k."""
+    """The four metrics of `fake` against `real`, both (n, features); each set needs more points than its k.
+
+    A non-finite generated sample (a diverging G) counts as infinitely far from every other: in no real
+    ball and the centre of none that holds a real sample. Precision and density, means over the generated
+    samples, are taken over the finite ones and scaled by their share; with no more finite samples than a
+    k, no ball can be drawn and all four are 0."""
     real, fake = real.detach().cpu().float(), fake.detach().cpu().float()
-    pr = prc_features_to_metric(fake, real, prc_neighborhood=prc_neighborhood, verbose=False)
+    finite = fake[torch.isfinite(fake).all(dim=1)]
+    if len(finite) <= max(prc_neighborhood, prdc_nearest_k):
+        return dict.fromkeys(("precision", "recall", "density", "coverage"), 0.0)
+    share = len(finite) / len(fake)
+    pr = prc_features_to_metric(finite, real, prc_neighborhood=prc_neighborhood, verbose=False)
     with contextlib.redirect_stdout(io.StringIO()):  # compute_prdc prints the two set sizes on every call
-        dc = compute_prdc(real.numpy(), fake.numpy(), nearest_k=prdc_nearest_k)
-    return {"precision": pr["precision"], "recall": pr["recall"],
-            "density": float(dc["density"]), "coverage": float(dc["coverage"])}
+        dc = compute_prdc(real.numpy(), finite.numpy(), nearest_k=prdc_nearest_k)
+    return {"precision": share * pr["precision"], "recall": pr["recall"],
+            "density": share * float(dc["density"]), "coverage": float(dc["coverage"])}
