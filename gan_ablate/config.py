@@ -14,7 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from gan_ablate.record import METRIC_DIRECTIONS
+from gan_ablate.metrics.directions import METRIC_DIRECTIONS
 
 
 class ConfigError(ValueError):

@@ -6,15 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from gan_ablate.atomic import write_atomically
+from gan_ablate.metrics.directions import FINAL_METRICS, METRIC_DIRECTIONS  # noqa: F401  (readers import them from here)
 
 RESULT_FILE = "result.json"
 STATUSES = ("running", "ok", "diverged", "skipped", "failed")
-# +1: higher is better, -1: lower is better (reports mark the better side, W&B keeps the best value)
-METRIC_DIRECTIONS = {"modes": 1, "hq": 1, "reverse_kl": -1, "fid": -1, "kid": -1, "is": 1, "kl": -1,
-                     "precision": 1, "recall": 1, "density": 1, "coverage": 1}
-# judged at the end of training, not at their best (precision and recall trade off: the best of each would come
-# from different evaluations)
-FINAL_METRICS = ("modes", "hq", "reverse_kl", "kl", "precision", "recall", "density", "coverage")
 
 
 # data whose class labels are the modes the mode metrics count: a trick that reads them is told the answer
