@@ -108,7 +108,7 @@ class WassersteinGP(Wasserstein):
         pass  # the penalty replaces clipping
 
     def d_penalty(self, gan, real, fake, ctx):
-        return self.cfg.gp_weight * gradient_penalty(gan.D, real, fake)
+        return self.cfg.gp_weight * gradient_penalty(gan.D, real.x, fake)
 
 
 class RelativisticAverage(Loss):
@@ -134,7 +134,7 @@ class Dragan(NonSaturating):
     revision_note = "before: the perturbation's scale was the batch std with ddof 1, not the reference's ddof 0"
 
     def d_penalty(self, gan, real, fake, ctx):
-        return self.cfg.gp_weight * dragan_penalty(gan.D, real)
+        return self.cfg.gp_weight * dragan_penalty(gan.D, real.x)
 
 
 class AutoencoderEnergy(nn.Module):
@@ -163,7 +163,8 @@ class _EnergyLoss(Loss):
     def setup(self, gan):
         super().setup(gan)
         hidden = gan.cfg.model.d_hidden if len(gan.sample_shape) == 1 else 256
-        self.autoencoder = gan.D = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+        self.autoencoder = AutoencoderEnergy(gan.sample_shape, hidden, self.norm)
+        gan.replace_net("D", self.autoencoder)
 
 
 def pulling_away(s: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from gan_ablate.losses import build_loss
 from gan_ablate.nets import build_nets
 from gan_ablate.nets.layers import WithReferenceBatch, sample_latent
 from gan_ablate.tricks import HookChain, StepContext, build_tricks
+from gan_ablate.tricks.surface import RealBatch
 
 _MASK64 = (1 << 64) - 1
 # inside Lightning, nothing to act on; set here so that ddp_spawn's child processes (which import this
@@ -111,6 +112,8 @@ def build_optimizer(cfg: OptimizerConfig, params) -> torch.optim.Optimizer:
 
 
 class GANModule(pl.LightningModule):
+    """The training step; to the tricks' hooks, a TrickSurface (gan_ablate/tricks/surface.py)."""
+
     def __init__(self, cfg: TrainConfig, sample_shape: tuple[int, ...], n_classes: int | None = None):
         super().__init__()
         self.automatic_optimization = False
@@ -141,12 +144,16 @@ class GANModule(pl.LightningModule):
     def sample_z(self, n: int) -> torch.Tensor:
         return sample_latent(n, self.cfg.model.z_dim, self.cfg.model.latent, device=self.device)
 
-    def real_batch(self) -> torch.Tensor:
-        return self.draw_real()
+    def real_batch(self) -> RealBatch:
+        """A fresh real batch with its labels, drawn from the iteration's seeded stream."""
+        x = self.draw_real()
+        return RealBatch(x, None if self.real_labels is None else self.real_labels[self.draw_real.last_index])
 
-    def real_batch_labels(self) -> torch.Tensor:
-        """The labels of the latest real batch."""
-        return self.real_labels[self.draw_real.last_index]
+    def replace_net(self, which: str, net: nn.Module) -> None:
+        """The one way a trick swaps G or D (in setup, before the EMA copy and the optimisers see them)."""
+        if which not in ("G", "D"):
+            raise ValueError(f"replace_net: which={which!r}, expected 'G' or 'D'")
+        setattr(self, which, net)
 
     def ema_generator(self) -> nn.Module:
         """The EMA G as evaluation sees it: with standing batch-norm statistics if ema.bn_stats asks
@@ -264,8 +271,8 @@ class GANModule(pl.LightningModule):
     def discriminator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
         real = self.real_batch()
         with torch.no_grad():
-            fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.shape[0])), ctx)
-        real_logits, fake_logits = self.d_logits(self.hooks.d_input(real, ctx), self.hooks.d_input(fake, ctx))
+            fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.x.shape[0])), ctx)
+        real_logits, fake_logits = self.d_logits(self.hooks.d_input(real.x, ctx), self.hooks.d_input(fake, ctx))
         real_t, fake_t = self.hooks.d_targets(torch.ones_like(real_logits), torch.zeros_like(fake_logits), ctx)
         loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t) + self.hooks.d_penalty(self, real, fake, ctx)
         opt.zero_grad(set_to_none=True)
@@ -286,7 +293,7 @@ class GANModule(pl.LightningModule):
     def generator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
         fake = self.G(self.sample_z(self.cfg.data.batch_size))
         fake_logits = self.D(self.hooks.d_input(fake, ctx))
-        real_logits = self.D(self.hooks.d_input(self.real_batch(), ctx)) if self.loss.g_uses_real else None
+        real_logits = self.D(self.hooks.d_input(self.real_batch().x, ctx)) if self.loss.g_uses_real else None
         loss = self.hooks.g_objective(self.loss.g_loss(fake_logits, real_logits), self, fake, ctx)
         loss = loss + self.hooks.g_penalty(self, fake, ctx)
         opt.zero_grad(set_to_none=True)

@@ -182,7 +182,7 @@ def test_normalize_inputs_ranges_match_the_generator_output():
 
 def test_dataset_cache_off_draws_batches_through_a_dataloader():
     module = make_module("dataset_cache=dataloader")
-    batches = [module.real_batch() for _ in range(3)]
+    batches = [module.real_batch().x for _ in range(3)]
     assert all(b.shape == (32, 2) for b in batches)
     rows = {tuple(r.tolist()) for r in module.real_data}
     assert all(tuple(r.tolist()) in rows for r in batches[0])

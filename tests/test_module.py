@@ -359,8 +359,8 @@ def record_hooks(module):
 
 
 def test_each_hook_gets_the_module_its_batches_and_the_step_context():
-    """Tricks see the iteration and max_steps (schedules), the module, D's real and fake batches (as
-    many fakes as reals, ganhacks #4) and G's fakes; targets are ones for real, zeros for fake."""
+    """Tricks see the iteration and max_steps (schedules), the module, D's real batch with its labels and its
+    fake batch (as many fakes as reals, ganhacks #4) and G's fakes; targets are ones for real, zeros for fake."""
     module = make_module("trainer.max_steps=7")
     calls = record_hooks(module)
     run_steps(module, 2)
@@ -379,7 +379,8 @@ def test_each_hook_gets_the_module_its_batches_and_the_step_context():
     assert torch.equal(real_t, torch.ones(batch, 1)) and torch.equal(fake_t, torch.zeros(batch, 1))
     _, real, fake, _ = args["d_penalty"]
     d_inputs = [a for name, a in calls[:13] if name == "d_input"]
-    assert real is d_inputs[0][0] and fake is d_inputs[1][0] and real.shape == fake.shape == (batch, 2)
+    assert real.x is d_inputs[0][0] and fake is d_inputs[1][0] and real.x.shape == fake.shape == (batch, 2)
+    assert real.labels.shape == (batch,)  # ring8's modes, the labels of D's real batch
     g_loss, _, g_fake, _ = args["g_objective"]
     assert g_loss.shape == () and g_fake.shape == (batch, 2) and g_fake.requires_grad
     assert args["g_penalty"][1] is g_fake and d_inputs[2][0] is g_fake
@@ -486,11 +487,23 @@ def test_the_ema_generator_with_averaged_statistics_is_the_average_itself():
     assert module.ema_generator() is module.G_ema.module
 
 
+@pytest.mark.parametrize("cache", ["tensor", "dataloader"])
+def test_a_real_batch_carries_the_labels_of_its_own_rows(cache):
+    """The labels come with the batch (AC-GAN's D term reads them), for both ways of drawing it."""
+    module = make_module(f"dataset_cache={cache}")
+    for _ in range(3):
+        real = module.real_batch()
+        rows = (real.x[:, None, :] == module.real_data[None, :, :]).all(dim=2).float().argmax(dim=1)
+        assert torch.equal(module.real_data[rows], real.x)  # every sample is a row of the data
+        assert torch.equal(real.labels, module.real_labels[rows])
+    assert module.real_labels.unique().numel() > 1  # labels that can be told apart
+
+
 def test_uncached_batches_are_a_function_of_the_seed():
     """data.cache=false shuffles through a DataLoader whose generator is seeded from the run's seed."""
     def batches(seed):
         module = make_module("dataset_cache=dataloader", f"seed={seed}")
-        return torch.cat([module.real_batch() for _ in range(3)])
+        return torch.cat([module.real_batch().x for _ in range(3)])
     assert torch.equal(batches(1), batches(1)) and not torch.equal(batches(1), batches(2))
 
 

@@ -21,7 +21,7 @@ def test_penalties_under_bf16_autocast_equal_fp32_and_are_finite(data, penalty):
     with torch.no_grad():  # a sharper critic than at init: gradient norms far from 1
         for p in module.D.parameters():
             p.mul_(3.0)
-    real = module.real_batch()
+    real = module.real_batch().x
     fake = module.G(module.sample_z(len(real))).detach()
 
     def compute():

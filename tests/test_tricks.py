@@ -15,6 +15,7 @@ from gan_ablate.tricks.labels import LabelSmoothing
 from gan_ablate.tricks.noise import InstanceNoise
 from gan_ablate.tricks.replay import FakeBuffer
 from gan_ablate.tricks.schedule import CheckpointSwap, LossBalancing
+from gan_ablate.tricks.surface import RealBatch
 
 
 def ctx(iteration=0, max_steps=100):
@@ -118,10 +119,10 @@ def test_gradient_penalty_trick_is_zero_for_a_unit_norm_linear_critic():
     with torch.no_grad():
         critic.weight.copy_(torch.tensor([[0.6, 0.0, 0.8]]))
     real, fake = torch.randn(32, 3), torch.randn(32, 3)
-    assert trick.d_penalty(_Nets(D=critic), real, fake, ctx()).item() == pytest.approx(0.0, abs=1e-10)
+    assert trick.d_penalty(_Nets(D=critic), RealBatch(real, None), fake, ctx()).item() == pytest.approx(0.0, abs=1e-10)
     with torch.no_grad():
         critic.weight.mul_(2.0)
-    assert trick.d_penalty(_Nets(D=critic), real, fake, ctx()).item() == pytest.approx(10.0, rel=1e-5)
+    assert trick.d_penalty(_Nets(D=critic), RealBatch(real, None), fake, ctx()).item() == pytest.approx(10.0, rel=1e-5)
 
 
 def test_grad_clip_bounds_the_post_clip_norm_in_training():

@@ -14,6 +14,7 @@ from gan_ablate.tricks.architecture import MinibatchDiscriminationLayer, MultiGe
 from gan_ablate.tricks.labels import NoisyLabels
 from gan_ablate.tricks.latent import truncate
 from gan_ablate.tricks.noise import InstanceNoise
+from gan_ablate.tricks.surface import RealBatch
 
 
 def test_minibatch_discrimination_theta_starts_as_improved_gans_normal_0_05():
@@ -28,7 +29,7 @@ def test_minibatch_discrimination_theta_starts_as_improved_gans_normal_0_05():
 def test_minibatch_discrimination_d_keeps_one_logit_per_sample():
     """The layer's [f, o] goes through a final linear layer to D's single logit, as in improved-gan's D."""
     module = make_module("trick=minibatch_discrimination")
-    x = module.real_batch()
+    x = module.real_batch().x
     assert module.D(x).shape == make_module().D(x).shape == (len(x), 1)
 
 
@@ -48,6 +49,7 @@ def test_multi_generator_distinct_run_seeds_give_distinct_extra_generators():
     first_extra = []
     for seed in range(50):
         gan = SimpleNamespace(G=G, cfg=SimpleNamespace(seed=seed, model=SimpleNamespace(init="default")))
+        gan.replace_net = lambda which, net, gan=gan: setattr(gan, which, net)
         MultiGeneratorTrick(MultiGeneratorTrick.Params(k=2)).setup(gan)
         first_extra.append(tuple(gan.G.generators[1][0].weight.flatten().tolist()))
     assert len(set(first_extra)) == 50
@@ -77,7 +79,7 @@ def test_vae_gan_g_penalty_weights_the_kl_term():
     module = make_module("trick=vae_gan", "trick.vae_gan.kl_weight=0.5", "trick.vae_gan.recon_weight=0")
     (trick,) = module.tricks
     x = module.real_data[:32]
-    module.real_batch = lambda: x
+    module.real_batch = lambda: RealBatch(x, None)
     kl = _kl_of_encoder(module.G, x)
     assert kl.item() > 0.01
     torch.testing.assert_close(trick.g_penalty(module, None, StepContext(0, 100)), 0.5 * kl)

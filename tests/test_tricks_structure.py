@@ -10,6 +10,7 @@ from gan_ablate.config import validate
 from gan_ablate.tricks import StepContext, build_tricks
 from gan_ablate.tricks.architecture import MinibatchDiscriminationLayer, MultiGenerator, kl_to_standard_normal
 from gan_ablate.tricks.latent import truncate
+from gan_ablate.tricks.surface import RealBatch
 
 
 def ctx(iteration=0, max_steps=100):
@@ -105,7 +106,7 @@ def test_vae_gan_reconstruction_is_measured_in_ds_features_by_default(space):
     (trick,) = module.tricks
     assert trick.params.recon_space == space
     x = module.real_data[:32]
-    module.real_batch = lambda: x
+    module.real_batch = lambda: RealBatch(x, None)
 
     def term():
         torch.manual_seed(5)
@@ -165,7 +166,7 @@ def test_feature_matching_is_zero_when_batches_are_equal():
     module = make_module("trick=feature_matching")
     (trick,) = module.tricks
     x = module.real_data[:32]
-    module.real_batch = lambda: x  # the real batch G is matched against
+    module.real_batch = lambda: RealBatch(x, None)  # the real batch G is matched against
     value = trick.g_objective(torch.tensor(5.0), module, x.clone(), ctx())
     assert value.item() == pytest.approx(0.0, abs=1e-10)
     value = trick.g_objective(torch.tensor(5.0), module, x + 1.0, ctx())
@@ -295,14 +296,14 @@ def test_acgan_d_classifies_real_and_fake_and_g_is_pushed_to_its_class():
     module = make_module("trick=acgan", "model.g_hidden=32", "model.d_hidden=32", "trick.acgan.weight=0.5")
     (trick,) = module.tricks
     real = module.real_batch()
-    fake = module.G(module.sample_z(len(real)))
+    fake = module.G(module.sample_z(len(real.x)))
     fake_labels = module.G.last_labels
-    want_d = 0.5 * (_aux_ce(module, real, module.real_batch_labels()) + _aux_ce(module, fake, fake_labels))
+    want_d = 0.5 * (_aux_ce(module, real.x, real.labels) + _aux_ce(module, fake, fake_labels))
     torch.testing.assert_close(trick.d_penalty(module, real, fake, ctx()), want_d)
     torch.testing.assert_close(trick.g_penalty(module, fake, ctx()), 0.5 * _aux_ce(module, fake, fake_labels))
-    assert _aux_ce(module, fake, fake_labels) > 0.1 and _aux_ce(module, real, module.real_batch_labels()) > 0.1
+    assert _aux_ce(module, fake, fake_labels) > 0.1 and _aux_ce(module, real.x, real.labels) > 0.1
     # the fake term is not the real term again: other samples, other labels
-    assert not torch.allclose(want_d, _aux_ce(module, real, module.real_batch_labels()))
+    assert not torch.allclose(want_d, _aux_ce(module, real.x, real.labels))
 
 
 def test_acgan_training_step_uses_the_aux_head_in_both_updates():
@@ -326,7 +327,7 @@ def test_acgan_with_virtual_batch_norm_at_batch_32_classifies_through_the_refere
                          "model.d_hidden=32")
     from gan_ablate.tricks.labels import d_features
 
-    x = module.real_batch()
+    x = module.real_batch().x
     alone = d_features(module.D, x[:1])
     with_mates = d_features(module.D, torch.cat([x[:1], 3 * torch.randn(31, 2)]))[:1]
     torch.testing.assert_close(alone, with_mates)

@@ -111,7 +111,7 @@ class MultiGeneratorTrick(Trick):
 
     def setup(self, gan):
         seeds = torch.randint(2**62, (self.params.k - 1,), generator=torch.Generator().manual_seed(gan.cfg.seed))
-        gan.G = MultiGenerator([gan.G] + [fresh_copy(gan.G, gan.cfg.model.init, int(s)) for s in seeds])
+        gan.replace_net("G", MultiGenerator([gan.G] + [fresh_copy(gan.G, gan.cfg.model.init, int(s)) for s in seeds]))
 
 
 class VAEGANGenerator(nn.Module):
@@ -160,10 +160,10 @@ class VAEGAN(Trick):
                 raise ConfigError(f"recon_space={self.recon_space!r} is not allowed; choose one of: d_features, pixels")
 
     def setup(self, gan):
-        gan.G = VAEGANGenerator(gan.G, gan.sample_shape, gan.cfg.model.z_dim, self.params.hidden)
+        gan.replace_net("G", VAEGANGenerator(gan.G, gan.sample_shape, gan.cfg.model.z_dim, self.params.hidden))
 
     def g_penalty(self, gan, fake, ctx):
-        x = gan.real_batch()
+        x = gan.real_batch().x
         mu, logvar = gan.G.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         return (self.params.kl_weight * kl_to_standard_normal(mu, logvar)

@@ -2,22 +2,21 @@
 
 A trick is one class: it declares its parameters (a dataclass), the tricks it cannot run with, and
 overrides only the hooks it needs. GANModule calls every hook at a fixed point of the G/D step; the
-active tricks (and the loss, which uses the same hooks) compose in list order.
+active tricks (and the loss, which uses the same hooks) compose in list order. Hooks see the GAN
+through TrickSurface (tricks/surface.py), not the LightningModule.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gan_ablate.config import ConfigError, TrickConflict
-
-if TYPE_CHECKING:
-    from gan_ablate.module import GANModule
+from gan_ablate.tricks.surface import RealBatch, TrickSurface
 
 
 @dataclass
@@ -51,8 +50,8 @@ class Trick:
         `max_steps` iterations (a silent no-op would be reported as the trick's effect)."""
 
     # -- hooks, in the order the training step calls them ------------------------------------
-    def setup(self, gan: "GANModule") -> None:
-        """Once, before the optimisers exist: wrap or re-initialise the nets."""
+    def setup(self, gan: TrickSurface) -> None:
+        """Once, before the optimisers exist: wrap or re-initialise the nets (gan.replace_net swaps one)."""
 
     def prepare_data(self, data: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Once, on the whole training set held on the device (conditioning appends labels)."""
@@ -70,39 +69,39 @@ class Trick:
         """D's targets for the real and the fake batch (ones and zeros by default)."""
         return real_t, fake_t
 
-    def d_penalty(self, gan: "GANModule", real: torch.Tensor, fake: torch.Tensor, ctx: StepContext):
-        """A term added to D's loss."""
+    def d_penalty(self, gan: TrickSurface, real: RealBatch, fake: torch.Tensor, ctx: StepContext):
+        """A term added to D's loss; `real` is the update's real batch with its labels."""
         return 0.0
 
-    def g_penalty(self, gan: "GANModule", fake: torch.Tensor, ctx: StepContext):
+    def g_penalty(self, gan: TrickSurface, fake: torch.Tensor, ctx: StepContext):
         """A term added to G's loss."""
         return 0.0
 
-    def g_objective(self, loss: torch.Tensor, gan: "GANModule", fake: torch.Tensor, ctx: StepContext):
+    def g_objective(self, loss: torch.Tensor, gan: TrickSurface, fake: torch.Tensor, ctx: StepContext):
         """G's whole loss, for tricks that replace the adversarial objective (feature matching)."""
         return loss
 
-    def before_d_step(self, gan: "GANModule", ctx: StepContext) -> None:
+    def before_d_step(self, gan: TrickSurface, ctx: StepContext) -> None:
         """D's gradients are computed (and measured); its optimiser has not stepped yet."""
 
-    def after_d_step(self, gan: "GANModule", ctx: StepContext) -> None:
+    def after_d_step(self, gan: TrickSurface, ctx: StepContext) -> None:
         """After each D optimiser step."""
 
     def repeat_d_step(self, d_loss: torch.Tensor, extra: int, ctx: StepContext) -> bool:
         """Asked after the scheduled D updates: True for one more D update (`extra` done so far)."""
         return False
 
-    def before_g_step(self, gan: "GANModule", ctx: StepContext) -> None:
+    def before_g_step(self, gan: TrickSurface, ctx: StepContext) -> None:
         """G's gradients are computed (and measured); its optimiser has not stepped yet."""
 
-    def after_g_step(self, gan: "GANModule", ctx: StepContext) -> None:
+    def after_g_step(self, gan: TrickSurface, ctx: StepContext) -> None:
         """After each G optimiser step."""
 
     def repeat_g_step(self, g_loss: torch.Tensor, extra: int, ctx: StepContext) -> bool:
         """Asked after the scheduled G updates: True for one more G update."""
         return False
 
-    def after_iteration(self, gan: "GANModule", ctx: StepContext) -> None:
+    def after_iteration(self, gan: TrickSurface, ctx: StepContext) -> None:
         """After the EMA update, at the end of the iteration."""
 
     def eval_latent(self, z: torch.Tensor) -> torch.Tensor:

@@ -122,8 +122,9 @@ class Conditional(Trick):
         shape = gan.sample_shape
         with_labels = (shape[0] + k, *shape[1:])
         inner, _ = build_nets(dataclasses.replace(model, z_dim=model.z_dim + k), shape, seed=gan.cfg.seed)
-        _, gan.D = build_nets(model, with_labels, seed=gan.cfg.seed)
-        gan.G = ConditionalGenerator(inner, k, model.z_dim)
+        _, labelled_d = build_nets(model, with_labels, seed=gan.cfg.seed)
+        gan.replace_net("D", labelled_d)
+        gan.replace_net("G", ConditionalGenerator(inner, k, model.z_dim))
         self.data_channels = shape[0]
 
     def prepare_data(self, data, labels):
@@ -186,7 +187,7 @@ class ACGAN(Trick):
             raise ConfigError("trick=acgan needs labelled data (data=digits, mnist, ring8 or grid25)")
         k, model = gan.n_classes, gan.cfg.model
         inner, _ = build_nets(dataclasses.replace(model, z_dim=model.z_dim + k), gan.sample_shape, seed=gan.cfg.seed)
-        gan.G = LabelledGenerator(inner, k, model.z_dim)
+        gan.replace_net("G", LabelledGenerator(inner, k, model.z_dim))
         gan.D.aux_head = nn.Linear(gan.D.features_dim, k)  # part of D (on WithReferenceBatch too): D's optimiser trains it
         self.last_aux_loss: torch.Tensor | None = None
 
@@ -194,7 +195,7 @@ class ACGAN(Trick):
         return F.cross_entropy(gan.D.aux_head(d_features(gan.D, x)), labels)  # WithReferenceBatch passes aux_head on
 
     def d_penalty(self, gan, real, fake, ctx):
-        self.last_aux_loss = (self.class_loss(gan, real, gan.real_batch_labels())
+        self.last_aux_loss = (self.class_loss(gan, real.x, real.labels)
                               + self.class_loss(gan, fake, gan.G.last_labels))
         return self.params.weight * self.last_aux_loss
 

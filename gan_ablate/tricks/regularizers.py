@@ -32,7 +32,7 @@ class GradientPenalty(Trick):
             _non_negative(weight=self.weight)
 
     def d_penalty(self, gan, real, fake, ctx):
-        return self.params.weight * gradient_penalty(gan.D, real, fake)
+        return self.params.weight * gradient_penalty(gan.D, real.x, fake)
 
 
 @register
@@ -167,6 +167,6 @@ class FeatureMatching(Trick):
     def g_objective(self, loss, gan, fake, ctx):
         features = getattr(gan.D, "features")
         with torch.no_grad():
-            real_mean = features(gan.real_batch()).mean(dim=0)
+            real_mean = features(gan.real_batch().x).mean(dim=0)
         matching = (real_mean - features(fake).mean(dim=0)).pow(2).sum()
         return matching + loss if self.params.keep_adversarial else matching
