@@ -26,7 +26,7 @@ from gan_ablate.distributed import average_buffers, average_gradients, mean_over
 from gan_ablate.losses import build_loss
 from gan_ablate.nets import build_nets
 from gan_ablate.nets.layers import WithReferenceBatch, sample_latent
-from gan_ablate.tricks import HookChain, StepContext, build_tricks
+from gan_ablate.tricks import HookChain, StepContext, build_loss_units, build_tricks
 from gan_ablate.tricks.surface import RealBatch
 
 _MASK64 = (1 << 64) - 1
@@ -123,7 +123,7 @@ class GANModule(pl.LightningModule):
         self.G, self.D = build_nets(cfg.model, sample_shape, seed=cfg.seed)
         self.loss = build_loss(cfg.loss)
         self.tricks = build_tricks(cfg.trick, cfg)
-        self.hooks = HookChain([self.loss, *self.tricks])
+        self.hooks = HookChain([*build_loss_units(cfg), *self.tricks])
         self.hooks.setup(self)  # before the EMA copy and the optimisers see the nets
         self.G_ema = AveragedModel(self.G, multi_avg_fn=functools.partial(ema_update, cfg.ema.decay, cfg.ema.warmup),
                                    use_buffers=True)
@@ -274,7 +274,8 @@ class GANModule(pl.LightningModule):
             fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.x.shape[0])), ctx)
         real_logits, fake_logits = self.d_logits(self.hooks.d_input(real.x, ctx), self.hooks.d_input(fake, ctx))
         real_t, fake_t = self.hooks.d_targets(torch.ones_like(real_logits), torch.zeros_like(fake_logits), ctx)
-        loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t) + self.hooks.d_penalty(self, real, fake, ctx)
+        loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t)
+        loss = self.hooks.d_objective(loss, real_logits, fake_logits, ctx) + self.hooks.d_penalty(self, real, fake, ctx)
         opt.zero_grad(set_to_none=True)
         self.backward_and_average(loss, self.D)
         if norms is not None:

@@ -9,9 +9,10 @@ from torch import nn
 from conftest import TINY, make_cfg, make_module, run_train_py
 from helpers import run_steps
 
-from gan_ablate.config import LossConfig
+from gan_ablate.config import LossConfig, validate
 from gan_ablate.losses import LOSSES, build_loss
 from gan_ablate.penalties import gradient_penalty
+from gan_ablate.tricks.loss_recipes import LOSS_RECIPES, build_loss_units
 
 REAL = torch.tensor([[2.0], [-1.0], [0.5]])
 FAKE = torch.tensor([[-3.0], [0.0], [1.5]])
@@ -42,7 +43,7 @@ CLOSED_FORMS = {
     "dragan": (BCE_D, mean([-math.log(sig(f)) for f in F])),
     # the autoencoder losses read D's outputs as energies
     "ebgan": (mean(R) + mean([max(0.0, 1.0 - f) for f in F]), mean(F)),
-    "began": (mean(R) - 0.0 * mean(F), mean(F)),  # k_0 = 0
+    "began": (mean(R), mean(F)),  # k_t's term is the recipe's equilibrium unit's
 }
 
 
@@ -57,6 +58,24 @@ def test_loss_matches_closed_form(name):
 def test_every_loss_has_a_closed_form_and_a_config():
     conf = {p.stem for p in (Path(__file__).parents[1] / "gan_ablate" / "conf" / "loss").glob("*.yaml")}
     assert set(LOSSES) == set(CLOSED_FORMS) == conf
+
+
+def test_each_loss_recipe_is_its_value_and_these_units_with_the_losss_parameters():
+    """What each loss also does to training, first in the hook chain (before any trick's hooks)."""
+    units = {}
+    for name in sorted(LOSSES):
+        module = make_module(f"loss={name}", "trick=instance_noise")
+        *recipe, trick = module.hooks.tricks
+        assert trick is module.tricks[0]
+        units[name] = [(type(u).__name__, vars(u.params)) for u in recipe]
+    assert set(LOSS_RECIPES) < set(LOSSES) and {n for n, u in units.items() if u} == set(LOSS_RECIPES)
+    assert {n: u for n, u in units.items() if u} == {
+        "wgan": [("WeightClipping", {"clip": 0.01})],
+        "wgan_gp": [("GradientPenalty", {"weight": 10.0})],
+        "dragan": [("DraganPenalty", {"weight": 10.0})],
+        "ebgan": [("AutoencoderD", {"norm": "l2"}), ("PullingAway", {"weight": 0.1})],
+        "began": [("AutoencoderD", {"norm": "l1"}), ("Equilibrium", {"gamma": 0.5, "lambda_k": 0.001})],
+    }
 
 
 def test_bce_losses_use_the_targets():
@@ -96,7 +115,7 @@ def test_wgan_clips_critic_weights_after_every_d_step():
 
 
 def test_dragan_penalty_is_zero_when_the_gradient_norm_is_one_around_the_data():
-    from gan_ablate.losses import dragan_penalty
+    from gan_ablate.penalties import dragan_penalty
     critic = nn.Linear(4, 1)
     with torch.no_grad():
         critic.weight.copy_(torch.tensor([[0.5, 0.5, 0.5, 0.5]]))
@@ -110,21 +129,23 @@ def test_dragan_penalty_is_zero_when_the_gradient_norm_is_one_around_the_data():
 def test_began_k_follows_the_equilibrium_rule_clipped_to_0_1():
     """Berthelot et al. 2017, sec. 3.4: D's loss L(x) - k_t L(G(z)), then k_t+1 = clip(k_t + lambda_k (gamma L(x)
     - L(G(z))), 0, 1); these energies push the unclipped k below 0 (twice) and above 1 (once)."""
-    loss = build_loss(LossConfig(name="began", gamma=0.5, lambda_k=0.1))
+    loss = build_loss(LossConfig(name="began"))
+    (_, equilibrium) = build_loss_units(validate(make_cfg("loss=began", "loss.gamma=0.5", "loss.lambda_k=0.1")))
     k, unclipped = 0.0, []
     for real_e, fake_e in [(2.0, 0.2), (2.0, 0.5), (1.0, 3.0), (1.0, 3.0), (5.0, 0.0), (30.0, 0.0), (1.0, 3.0)]:
-        d = loss.d_loss(torch.tensor([[real_e]]), torch.tensor([[fake_e]]), None, None)
+        real, fake = torch.tensor([[real_e]]), torch.tensor([[fake_e]])
+        d = equilibrium.d_objective(loss.d_loss(real, fake, None, None), real, fake, None)
         assert d.item() == pytest.approx(real_e - k * fake_e)
-        loss.after_d_step(None, None)
+        equilibrium.after_d_step(None, None)
         unclipped.append(k + 0.1 * (0.5 * real_e - fake_e))
         k = min(1.0, max(0.0, unclipped[-1]))
-        assert loss.k.item() == pytest.approx(k, abs=1e-6)
+        assert equilibrium.k.item() == pytest.approx(k, abs=1e-6)
     assert min(unclipped) < 0.0 and max(unclipped) > 1.0
 
 
 @pytest.mark.parametrize("name", ["ebgan", "began"])
 def test_energy_losses_replace_d_with_an_autoencoder(name):
-    from gan_ablate.losses import AutoencoderEnergy
+    from gan_ablate.tricks.loss_recipes import AutoencoderEnergy
     module = make_module(f"loss={name}")
     assert isinstance(module.D, AutoencoderEnergy)
     x = module.real_data[:8]
@@ -167,7 +188,7 @@ def test_energy_d_is_a_leaky_relu_autoencoder_and_its_energy_the_reconstruction_
 def test_energy_d_code_is_a_quarter_of_the_hidden_width_and_at_least_two_wide():
     """A bottleneck of hidden // 4, but never one wide: the pulling-away term compares the codes' directions,
     and one-wide codes all lie on one line, so PT = 1 whatever G generates."""
-    from gan_ablate.losses import AutoencoderEnergy, pulling_away
+    from gan_ablate.tricks.loss_recipes import AutoencoderEnergy, pulling_away
     assert pulling_away(torch.randn(8, 1)).item() == pytest.approx(1.0)
     for hidden, code_width in [(16, 4), (40, 10), (4, 2)]:
         autoencoder = AutoencoderEnergy((2,), hidden, "l2")
@@ -187,7 +208,7 @@ def test_every_loss_trains_and_moves_both_nets(name):
 
 
 def test_pulling_away_term_is_the_mean_squared_cosine_over_distinct_pairs():
-    from gan_ablate.losses import pulling_away
+    from gan_ablate.tricks.loss_recipes import pulling_away
     assert pulling_away(torch.eye(4) * torch.tensor([[1.0], [2.0], [3.0], [4.0]])).item() == pytest.approx(0.0)
     assert pulling_away(torch.ones(5, 3) * torch.arange(1.0, 6.0).view(5, 1)).item() == pytest.approx(1.0)
     s = torch.randn(6, 4)
@@ -200,7 +221,7 @@ def test_pulling_away_term_is_the_mean_squared_cosine_over_distinct_pairs():
 def test_ebgan_g_loss_adds_the_pulling_away_term_on_the_encoders_codes_of_the_fake_batch(pt_weight):
     """Through training_step: G's loss is mean E(G(z)) + pt_weight * PT(encoder(G(z))), with the
     encoder codes recomputed here from the very fake batch G produced; pt_weight=0 leaves the energy."""
-    from gan_ablate.losses import pulling_away
+    from gan_ablate.tricks.loss_recipes import pulling_away
     module = make_module("loss=ebgan", f"loss.pt_weight={pt_weight}")
     assert module.cfg.loss.pt_weight == pt_weight
     fakes, g_losses, expected = [], [], []

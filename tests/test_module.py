@@ -335,8 +335,8 @@ def test_an_experiment_with_alert_but_no_settings_is_not_alerted_and_does_not_st
     assert logger.alerts == bare.alerts == []
 
 
-HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step", "g_objective",
-         "g_penalty", "before_g_step", "after_g_step", "after_iteration")
+HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_objective", "d_penalty", "before_d_step", "after_d_step",
+         "g_objective", "g_penalty", "before_g_step", "after_g_step", "after_iteration")
 
 
 # where a hook is handed the module (gan)
@@ -366,19 +366,21 @@ def test_each_hook_gets_the_module_its_batches_and_the_step_context():
     run_steps(module, 2)
     batch = module.cfg.data.batch_size
     assert [name for name, _ in calls[:len(calls) // 2]] == [
-        "d_fake_batch", "d_input", "d_input", "d_targets", "d_penalty", "before_d_step", "after_d_step",
+        "d_fake_batch", "d_input", "d_input", "d_targets", "d_objective", "d_penalty", "before_d_step", "after_d_step",
         "d_input", "g_objective", "g_penalty", "before_g_step", "after_g_step", "after_iteration"]
     for i, (name, args) in enumerate(calls):
         ctx = args[-1]
-        assert (ctx.iteration, ctx.max_steps) == (i // 13, 7), name
+        assert (ctx.iteration, ctx.max_steps) == (i // 14, 7), name
         if name in GETS_THE_MODULE:
             assert args[GETS_THE_MODULE[name]] is module, name
-    args = dict(calls[:13])
+    args = dict(calls[:14])
     assert args["d_fake_batch"][0].shape == (batch, 2)
     real_t, fake_t = args["d_targets"][:2]
     assert torch.equal(real_t, torch.ones(batch, 1)) and torch.equal(fake_t, torch.zeros(batch, 1))
     _, real, fake, _ = args["d_penalty"]
-    d_inputs = [a for name, a in calls[:13] if name == "d_input"]
+    d_inputs = [a for name, a in calls[:14] if name == "d_input"]
+    d_loss, real_logits, fake_logits, _ = args["d_objective"]
+    assert d_loss.shape == () and real_logits.shape == fake_logits.shape == (batch, 1)
     assert real.x is d_inputs[0][0] and fake is d_inputs[1][0] and real.x.shape == fake.shape == (batch, 2)
     assert real.labels.shape == (batch,)  # ring8's modes, the labels of D's real batch
     g_loss, _, g_fake, _ = args["g_objective"]
@@ -387,16 +389,18 @@ def test_each_hook_gets_the_module_its_batches_and_the_step_context():
 
 
 def test_penalties_add_to_the_loss_each_net_minimises():
-    """A constant penalty moves no parameter: it shows in the returned (logged) loss as +penalty."""
+    """A constant penalty (or a constant added by D's objective) moves no parameter: it shows in the returned
+    (logged) loss as +penalty."""
     losses = {}
     for penalty in (0.0, 5.0):
         module = make_module("trainer.log_every_n_steps=1")
+        module.hooks.d_objective = lambda loss, real_logits, fake_logits, ctx, c=penalty: loss + c
         module.hooks.d_penalty = lambda gan, real, fake, ctx, c=penalty: torch.tensor(c)
         module.hooks.g_penalty = lambda gan, fake, ctx, c=penalty: torch.tensor(c)
         run_steps(module, 1)
         losses[penalty] = module.latest_scalars
-    for key in ("loss/d", "loss/g"):
-        assert losses[5.0][key] == pytest.approx(losses[0.0][key] + 5.0, rel=1e-6)
+    for key, added in (("loss/d", 10.0), ("loss/g", 5.0)):
+        assert losses[5.0][key] == pytest.approx(losses[0.0][key] + added, rel=1e-6)
 
 
 @pytest.mark.parametrize("every,per_layer", [(2, False), (2, True), (0, False)])

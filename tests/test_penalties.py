@@ -7,8 +7,8 @@ from conftest import make_module
 from helpers import attach_optimizers, run_steps
 from test_tricks import biggan_ortho_gradient
 
-import gan_ablate.losses
 import gan_ablate.penalties
+import gan_ablate.tricks.loss_recipes
 import gan_ablate.tricks.regularizers
 from gan_ablate.nets.layers import AlwaysDropout
 from gan_ablate.penalties import dragan_penalty, gradient_penalty, unit_gradient_penalty
@@ -119,8 +119,8 @@ def test_unit_gradient_penalty_gradient_reaches_the_critics_parameters():
 # -- wiring through GANModule.training_step --------------------------------------------------------
 
 PENALTY_OPTIONS = {  # option -> (where the penalty function is looked up, its name, the weight's key)
-    "loss=wgan_gp": (gan_ablate.losses, "gradient_penalty", "loss.gp_weight"),
-    "loss=dragan": (gan_ablate.losses, "dragan_penalty", "loss.gp_weight"),
+    "loss=wgan_gp": (gan_ablate.tricks.regularizers, "gradient_penalty", "loss.gp_weight"),
+    "loss=dragan": (gan_ablate.tricks.loss_recipes, "dragan_penalty", "loss.gp_weight"),
     "trick=gradient_penalty": (gan_ablate.tricks.regularizers, "gradient_penalty", "trick.gradient_penalty.weight"),
 }
 

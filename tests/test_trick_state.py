@@ -2,8 +2,8 @@
 BEGAN's k_t) carries it through a checkpoint: stopped, saved and resumed, a run goes on exactly as
 if it had not stopped, and resumed without that state it does not (so the state is what the test saw).
 
-The stateful ones are found in the registries (those overriding Trick.state_dict): a new one is covered
-without being named here."""
+The stateful ones are found in the trick registry and the loss recipes (those overriding Trick.state_dict):
+a new one is covered without being named here."""
 import io
 
 import pytest
@@ -11,11 +11,18 @@ import torch
 from conftest import make_module
 from helpers import attach_optimizers, run_steps
 
-from gan_ablate.losses import LOSSES
+from gan_ablate.config import LossConfig
 from gan_ablate.tricks import TRICKS, Trick
+from gan_ablate.tricks.loss_recipes import LOSS_RECIPES
 
-STATEFUL = sorted([f"trick={name}" for name, cls in TRICKS.items() if cls.state_dict is not Trick.state_dict]
-                  + [f"loss={name}" for name, cls in LOSSES.items() if cls.state_dict is not Trick.state_dict])
+
+def _stateful(cls: type[Trick]) -> bool:
+    return cls.state_dict is not Trick.state_dict
+
+
+STATEFUL = sorted([f"trick={name}" for name, cls in TRICKS.items() if _stateful(cls)]
+                  + [f"loss={name}" for name, recipe in LOSS_RECIPES.items()
+                     if any(_stateful(type(unit)) for unit in recipe(LossConfig(name=name)))])
 
 # settings under which each one's state acts within the few iterations trained here (the defaults wait
 # hundreds of iterations, or move BEGAN's k_t too little to change a float32 weight)

@@ -19,8 +19,9 @@ from gan_ablate.tricks.base import Trick
 
 # hooks the training step calls (setup and prepare_data run when the module is built; the eval_*
 # hooks belong to evaluation, tests/test_metrics.py and the tricks' own tests cover them)
-STEP_HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_penalty", "g_penalty", "g_objective", "before_d_step",
-              "after_d_step", "repeat_d_step", "before_g_step", "after_g_step", "repeat_g_step", "after_iteration")
+STEP_HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_objective", "d_penalty", "g_penalty", "g_objective",
+              "before_d_step", "after_d_step", "repeat_d_step", "before_g_step", "after_g_step", "repeat_g_step",
+              "after_iteration")
 # schedules that act late at their defaults: brought forward so that three iterations show them
 EARLY = {"checkpoint_swap": ["trick.checkpoint_swap.snapshot_every=1", "trick.checkpoint_swap.swap_every=2"],
          "instance_noise": []}
@@ -44,8 +45,8 @@ TINY_ANY_BATCH = [o for o in TINY if not o.startswith("data.batch_size")]
 
 
 # the update each hook belongs to; the others (repeat_*, after_iteration) run between the updates
-PHASES = {"d_fake_batch": {"d"}, "d_input": {"d", "g"}, "d_targets": {"d"}, "d_penalty": {"d"}, "before_d_step": {"d"},
-          "after_d_step": {"d"}, "g_penalty": {"g"}, "g_objective": {"g"}, "before_g_step": {"g"},
+PHASES = {"d_fake_batch": {"d"}, "d_input": {"d", "g"}, "d_targets": {"d"}, "d_objective": {"d"}, "d_penalty": {"d"},
+          "before_d_step": {"d"}, "after_d_step": {"d"}, "g_penalty": {"g"}, "g_objective": {"g"}, "before_g_step": {"g"},
           "after_g_step": {"g"}}
 
 

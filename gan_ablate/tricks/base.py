@@ -2,7 +2,7 @@
 
 A trick is one class: it declares its parameters (a dataclass), the tricks it cannot run with, and
 overrides only the hooks it needs. GANModule calls every hook at a fixed point of the G/D step; the
-active tricks (and the loss, which uses the same hooks) compose in list order. Hooks see the GAN
+active tricks (after the units of the loss's recipe, tricks/loss_recipes.py) compose in list order. Hooks see the GAN
 through TrickSurface (tricks/surface.py), not the LightningModule.
 """
 from __future__ import annotations
@@ -68,6 +68,11 @@ class Trick:
     def d_targets(self, real_t: torch.Tensor, fake_t: torch.Tensor, ctx: StepContext):
         """D's targets for the real and the fake batch (ones and zeros by default)."""
         return real_t, fake_t
+
+    def d_objective(self, loss: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                    ctx: StepContext) -> torch.Tensor:
+        """D's whole loss from the loss's value and D's logits, for units that reweight its terms (BEGAN's k_t)."""
+        return loss
 
     def d_penalty(self, gan: TrickSurface, real: RealBatch, fake: torch.Tensor, ctx: StepContext):
         """A term added to D's loss; `real` is the update's real batch with its labels."""
@@ -212,6 +217,11 @@ class HookChain:
         for t in self.tricks:
             real_t, fake_t = t.d_targets(real_t, fake_t, ctx)
         return real_t, fake_t
+
+    def d_objective(self, loss, real_logits, fake_logits, ctx):
+        for t in self.tricks:
+            loss = t.d_objective(loss, real_logits, fake_logits, ctx)
+        return loss
 
     def d_penalty(self, gan, real, fake, ctx):
         return sum((t.d_penalty(gan, real, fake, ctx) for t in self.tricks), 0.0)
