@@ -9,9 +9,11 @@ from torch import nn
 from conftest import TINY, make_cfg, make_module, run_train_py
 from helpers import run_steps
 
+from gan_ablate import losses
 from gan_ablate.config import LossConfig, validate
 from gan_ablate.losses import LOSSES, build_loss
 from gan_ablate.penalties import gradient_penalty
+from gan_ablate.tricks.labels import LabelSmoothing
 from gan_ablate.tricks.loss_recipes import LOSS_RECIPES, build_loss_units
 
 REAL = torch.tensor([[2.0], [-1.0], [0.5]])
@@ -76,6 +78,31 @@ def test_each_loss_recipe_is_its_value_and_these_units_with_the_losss_parameters
         "ebgan": [("AutoencoderD", {"norm": "l2"}), ("PullingAway", {"weight": 0.1})],
         "began": [("AutoencoderD", {"norm": "l1"}), ("Equilibrium", {"gamma": 0.5, "lambda_k": 0.001})],
     }
+
+
+def test_register_loss_refuses_a_taken_name_a_nameless_loss_and_what_is_no_loss_class(monkeypatch):
+    monkeypatch.setattr(losses, "LOSSES", dict(LOSSES))
+
+    class AnotherHinge(losses.Hinge):  # inherits the name
+        pass
+
+    class Nameless(losses.Loss):
+        pass
+
+    with pytest.raises(ValueError, match="^loss 'hinge' is already registered \\(by Hinge\\)$"):
+        losses.register_loss(AnotherHinge)
+    with pytest.raises(TypeError, match="^Nameless needs a `name`$"):
+        losses.register_loss(Nameless)
+    for not_a_loss in (LabelSmoothing, losses.Hinge(LossConfig()), "hinge"):
+        with pytest.raises(TypeError, match="^register_loss: .* is not a subclass of Loss$"):
+            losses.register_loss(not_a_loss)
+    assert losses.LOSSES == LOSSES and losses.LOSSES["hinge"] is losses.Hinge
+
+    class NewLoss(losses.Hinge):
+        name = "new_loss_for_this_test"
+
+    assert losses.register_loss(NewLoss) is NewLoss and losses.LOSSES["new_loss_for_this_test"] is NewLoss
+    assert "new_loss_for_this_test" not in LOSSES
 
 
 def test_bce_losses_use_the_targets():

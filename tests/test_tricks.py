@@ -423,6 +423,25 @@ def test_register_refuses_a_trick_without_a_name_and_registers_one_with(monkeypa
     assert "named_for_this_test" not in TRICKS
 
 
+def test_register_refuses_a_second_trick_under_a_taken_name_and_keeps_the_first(monkeypatch):
+    monkeypatch.setattr(base, "TRICKS", dict(TRICKS))
+
+    class AnotherLabelSmoothing(LabelSmoothing):  # inherits the name
+        pass
+
+    with pytest.raises(ValueError, match="^trick 'label_smoothing' is already registered \\(by LabelSmoothing\\)$"):
+        base.register(AnotherLabelSmoothing)
+    assert base.TRICKS["label_smoothing"] is LabelSmoothing
+
+
+@pytest.mark.parametrize("not_a_trick", [InstanceNoise.Params, InstanceNoise(), "instance_noise"])
+def test_register_refuses_what_is_not_a_trick_class(monkeypatch, not_a_trick):
+    monkeypatch.setattr(base, "TRICKS", {})
+    with pytest.raises(TypeError, match="^register: .* is not a subclass of Trick$"):
+        base.register(not_a_trick)
+    assert base.TRICKS == {}
+
+
 @pytest.mark.parametrize("trick,raw,message", [
     # the bad key, OmegaConf's first line, and the keys the trick has
     ("instance_noise", {"stdd": 0.3},

@@ -129,8 +129,14 @@ TRICKS: dict[str, type[Trick]] = {}
 
 
 def register(cls: type[Trick]) -> type[Trick]:
+    """Add a trick class to TRICKS under its `name`; a second class under a taken name is refused, not swapped
+    in (as torch-fidelity's register_feature_extractor refuses one)."""
+    if not (isinstance(cls, type) and issubclass(cls, Trick)):
+        raise TypeError(f"register: {cls!r} is not a subclass of Trick")
     if not cls.name:
         raise TypeError(f"{cls.__name__} needs a `name`")
+    if cls.name in TRICKS:
+        raise ValueError(f"trick {cls.name!r} is already registered (by {TRICKS[cls.name].__qualname__})")
     TRICKS[cls.name] = cls
     return cls
 
@@ -160,23 +166,6 @@ def family_choices(settings: Any) -> list[str]:
     m = settings.model
     return [f"loss={settings.loss.name}", f"model={m.name}", f"norm_d={m.norm_d}", f"norm_g={m.norm_g}",
             f"d_batches={m.d_batches}"]
-
-
-def build_tricks(trick_cfg: dict[str, Any], settings: Any = None) -> list[Trick]:
-    """Instantiate the active tricks in order, refusing unknown names and declared conflicts
-    (with each other, and with the loss or normalisation chosen in `settings`)."""
-    from gan_ablate import tricks as _  # noqa: F401  (importing the package registers every trick)
-
-    names = list(trick_cfg)
-    for name in names:
-        if name not in TRICKS:
-            raise ConfigError(f"trick={name!r} is not a known trick; available: {', '.join(sorted(TRICKS))}")
-    check_conflicts(names, family_choices(settings))
-    tricks = [TRICKS[n](parse_params(TRICKS[n], trick_cfg[n], f"trick.{n}")) for n in names]
-    if settings is not None:
-        for t in tricks:
-            t.check_budget(settings.trainer.max_steps)
-    return tricks
 
 
 def check_conflicts(names: Iterable[str], choices: Iterable[str] = ()) -> None:
