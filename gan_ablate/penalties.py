@@ -1,4 +1,5 @@
-"""Penalties shared by losses and tricks (kept apart from both to avoid an import cycle)."""
+"""The gradient penalties: the gradient_penalty trick and the WGAN-GP and DRAGAN recipes add them
+(tricks/regularizers.py, tricks/loss_recipes.py); tests prove them here on their own."""
 from __future__ import annotations
 
 import torch
