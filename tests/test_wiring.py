@@ -46,8 +46,8 @@ TINY_ANY_BATCH = [o for o in TINY if not o.startswith("data.batch_size")]
 
 # the update each hook belongs to; the others (repeat_*, after_iteration) run between the updates
 PHASES = {"d_fake_batch": {"d"}, "d_input": {"d", "g"}, "d_targets": {"d"}, "d_objective": {"d"}, "d_penalty": {"d"},
-          "before_d_step": {"d"}, "after_d_step": {"d"}, "g_penalty": {"g"}, "g_objective": {"g"}, "before_g_step": {"g"},
-          "after_g_step": {"g"}}
+          "before_d_step": {"d"}, "after_d_step": {"d"}, "g_penalty": {"g"}, "g_objective": {"g"},
+          "before_g_step": {"g"}, "after_g_step": {"g"}}
 
 
 @pytest.mark.parametrize("name", HOOKED)

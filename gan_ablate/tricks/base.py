@@ -2,8 +2,8 @@
 
 A trick is one class: it declares its parameters (a dataclass), the tricks it cannot run with, and
 overrides only the hooks it needs. GANModule calls every hook at a fixed point of the G/D step; the
-active tricks (after the units of the loss's recipe, tricks/loss_recipes.py) compose in list order. Hooks see the GAN
-through TrickSurface (tricks/surface.py), not the LightningModule.
+active tricks (after the units of the loss's recipe, tricks/loss_recipes.py) compose in list order.
+Hooks see the GAN through TrickSurface (tricks/surface.py), not the LightningModule.
 """
 from __future__ import annotations
 

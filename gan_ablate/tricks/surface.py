@@ -2,7 +2,7 @@
 classes, real batches with their labels, the device, and one way to replace a net.
 
 GANModule implements this; tricks are typed against it, not against the LightningModule, so a trick
-cannot come to depend on the module's other attributes (tests/test_import_cycles.py checks that every
+cannot come to depend on the module's other attributes (tests/test_trick_surface.py checks that every
 `gan.<name>` in tricks/ is named here). A leaf module: it imports nothing that imports tricks.
 """
 from __future__ import annotations
