@@ -152,6 +152,19 @@ class GANModule(pl.LightningModule):
                                  generator=draw).to(self.device) for _ in range(ema.standing_batches))
         return standing_statistics(net, latents)
 
+    # what evaluation and checkpoint selection use (callbacks/evaluation.py EvaluatedModule)
+    def generators(self) -> dict[str, nn.Module]:
+        return {"raw": self.G, "ema": self.ema_generator()}
+
+    def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self.hooks.eval_latent(z.to(self.device))
+
+    def generate(self, net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        return self.hooks.eval_samples(net(z))
+
+    def generator_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "G_ema": self.G_ema}
+
     # -- Lightning hooks ---------------------------------------------------------------------------
     def configure_optimizers(self):
         return (build_optimizer(self.cfg.optim.g, self.G.parameters()),
