@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import logging
 import warnings
 from contextlib import nullcontext
 from typing import Iterable
@@ -19,7 +18,6 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gan_ablate.callbacks.failure_watch import FailureWatch, NonFiniteCheck
 from gan_ablate.config import OptimizerConfig, TrainConfig
 from gan_ablate.data.base import LoaderBatches, TensorBatches
 from gan_ablate.distributed import average_buffers, average_gradients, mean_over_ranks, world_size
@@ -33,7 +31,6 @@ _MASK64 = (1 << 64) - 1
 # inside Lightning, nothing to act on; set here so that ddp_spawn's child processes (which import this
 # module, not gan_ablate.run) stay quiet too
 warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-log = logging.getLogger("gan_ablate")
 
 
 def step_seed(seed: int, iteration: int, stream: int = 0) -> int:
@@ -133,10 +130,6 @@ class GANModule(pl.LightningModule):
             self.D.compile()
         self.iteration = 0
         self.latest_scalars: dict[str, float] = {}
-        fw = cfg.monitor.failure_watch
-        self.failure_watch = FailureWatch(fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) if fw.enabled else None
-        every = cfg.monitor.check_every
-        self.non_finite = NonFiniteCheck(every) if every else None
         self.real_data: torch.Tensor | None = None
         self.real_labels: torch.Tensor | None = None
 
@@ -166,6 +159,19 @@ class GANModule(pl.LightningModule):
                                  generator=draw).to(self.device) for _ in range(ema.standing_batches))
         return standing_statistics(net, latents)
 
+    # what evaluation and checkpoint selection use (callbacks/evaluation.py EvaluatedModule)
+    def generators(self) -> dict[str, nn.Module]:
+        return {"raw": self.G, "ema": self.ema_generator()}
+
+    def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self.hooks.eval_latent(z.to(self.device))
+
+    def generate(self, net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        return self.hooks.eval_samples(net(z))
+
+    def generator_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "G_ema": self.G_ema}
+
     # -- Lightning hooks ---------------------------------------------------------------------------
     def configure_optimizers(self):
         return (build_optimizer(self.cfg.optim.g, self.G.parameters()),
@@ -185,7 +191,9 @@ class GANModule(pl.LightningModule):
         dm = self.trainer.datamodule
         self.attach_data(dm.data.to(self.device), None if dm.labels is None else dm.labels.to(self.device))
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch, batch_idx) -> dict:
+        """One iteration; returns what it measured for the callbacks' on_train_batch_end (FailureWatchCallback):
+        {"iteration", "measured": losses and gradient norms on the device, "logged": host values, on log steps}."""
         it = self.iteration
         # each rank draws its own batch, z and noise (rank 0 draws what a single-device run does)
         seed_generators(step_seed(self.cfg.seed, it, stream=self.global_rank), self.device)
@@ -194,7 +202,7 @@ class GANModule(pl.LightningModule):
         every = self.cfg.monitor.grad_norm_every
         measure = every > 0 and it % every == 0
         # the non-finite check needs the total norms every iteration (per layer only when logged)
-        norms: dict[str, torch.Tensor] | None = {} if measure or self.non_finite else None
+        norms: dict[str, torch.Tensor] | None = {} if measure or self.cfg.monitor.check_every else None
         per_layer = measure and self.cfg.monitor.grad_norm_per_layer
 
         d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step,
@@ -207,12 +215,10 @@ class GANModule(pl.LightningModule):
         self.iteration = it + 1
 
         losses = {"loss/d": d_loss.detach(), "loss/g": g_loss.detach()}
-        if self.non_finite is not None:
-            self.non_finite.update(it, {**norms, **losses})
-            if self.non_finite.due(it):
-                self.check_non_finite()
+        outputs = {"iteration": it, "measured": {**(norms or {}), **losses}}
         if it % self.cfg.trainer.log_every_n_steps == 0:
-            self.log_scalars({**(norms if measure else {}), **losses}, it)
+            outputs["logged"] = self.log_scalars({**(norms if measure else {}), **losses}, it)
+        return outputs
 
     def updates(self, step, opt, scheduled: int, repeat, ctx: StepContext, norms: dict | None,
                 per_layer: bool) -> torch.Tensor:
@@ -226,47 +232,15 @@ class GANModule(pl.LightningModule):
             extra += 1
         return loss
 
-    def log_scalars(self, metrics: dict[str, torch.Tensor], step: int) -> None:
-        """Send to every logger with one host sync for all values (not one per value)."""
+    def log_scalars(self, metrics: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        """Send to every logger with one host sync for all values (not one per value); returns the values."""
         # the mean over ranks: what is logged, and what the failure watch stops on, is the same everywhere
         values = mean_over_ranks(torch.stack([v.detach().float() for v in metrics.values()])).tolist()
         scalars = dict(zip(metrics, values))
         for logger in self.loggers:
             logger.log_metrics(scalars, step=step)
         self.latest_scalars = scalars
-        if self.failure_watch is not None:
-            self.report_failures(self.failure_watch.update(step, scalars))
-        self.stop_if_diverged()
-
-    def check_non_finite(self) -> None:
-        """Read the device-side check (one host sync): a NaN/Inf loss or gradient norm stops the run."""
-        found = self.non_finite.read()
-        if found is not None and self.failure_watch is not None:
-            self.report_failures(self.failure_watch.note_non_finite(*found))
-        self.stop_if_diverged()
-
-    def divergence(self) -> dict:
-        """Where and why the run diverged, for its record; empty if it did not. The device check sees
-        every iteration, so its iteration comes first; the failure watch only logged ones."""
-        if self.non_finite is not None and self.non_finite.found is not None:
-            iteration, reason = self.non_finite.found
-            return {"diverged_at_iteration": iteration, "reason": reason}
-        events = self.failure_watch.events if self.failure_watch else []
-        return next(({"diverged_at_iteration": e.iteration, "reason": e.detail}
-                     for e in events if e.flag == "non_finite"), {})
-
-    def stop_if_diverged(self) -> None:
-        if self.divergence() and self.cfg.monitor.failure_watch.stop_on_non_finite and self._trainer is not None:
-            self.trainer.should_stop = True
-
-    def report_failures(self, events) -> None:
-        for event in events:
-            log.warning("failure watch, iteration %d: %s (%s)", event.iteration, event.flag, event.detail)
-            for logger in self.loggers:
-                logger.log_metrics({f"failure/{event.flag}": 1.0}, step=event.iteration)
-                experiment = getattr(logger, "experiment", None)
-                if hasattr(experiment, "alert") and getattr(getattr(experiment, "settings", None), "mode", "") == "online":
-                    experiment.alert(title=f"gan-ablate: {event.flag}", text=f"iteration {event.iteration}: {event.detail}")
+        return scalars
 
     def discriminator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
         real = self.real_batch()
@@ -325,21 +299,11 @@ class GANModule(pl.LightningModule):
         elif (it - ema.start) % ema.every == 0:
             self.G_ema.update_parameters(self.G)
 
-    def on_train_end(self) -> None:
-        if self.non_finite is not None:  # what the iterations since the last read saw
-            self.check_non_finite()
-
     # -- checkpoint state that is not in the nets --------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict(),
-                                    "failure_watch": self.failure_watch.state_dict() if self.failure_watch else None,
-                                    "non_finite": self.non_finite.state_dict() if self.non_finite else None}
+        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("gan_ablate", {})
         self.iteration = state.get("iteration", 0)
         self.hooks.load_state_dict(state.get("tricks", {}))
-        if self.failure_watch is not None and state.get("failure_watch"):
-            self.failure_watch.load_state_dict(state["failure_watch"])
-        if self.non_finite is not None and state.get("non_finite"):
-            self.non_finite.load_state_dict(state["non_finite"])

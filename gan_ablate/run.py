@@ -30,6 +30,7 @@ from gan_ablate.callbacks.evaluation import LatentOnly, LatentSets
 from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, CheckpointOnSignal, IterationCheckpoint,
                                              KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
                                              read_checkpoint, resumable_checkpoint)
+from gan_ablate.callbacks.failure_watch import FailureWatchCallback
 from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.config import ConfigError, TrainConfig, validate
 from gan_ablate.data import build_datamodule
@@ -409,6 +410,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             last_ckpt.unlink(missing_ok=True)
         evaluation = build_evaluation(settings, dm, run_dir, scoring=main_rank)
         selection = build_selection(settings, dm, evaluation)
+        watch = FailureWatchCallback.from_config(settings.monitor)
         record.update(extractor=evaluation.evaluator.extractor, extractor_id=evaluation.evaluator.extractor_id,
                       extractor_info=getattr(evaluation.evaluator, "info", None),
                       fid_reference=getattr(evaluation.evaluator, "reference", None))
@@ -427,8 +429,8 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             strategy=build_strategy(t, run_dir), precision=t.precision,
             logger=loggers or False, log_every_n_steps=1, enable_model_summary=False,
             enable_progress_bar=t.enable_progress_bar and main_rank,
-            callbacks=[evaluation, *([selection] if selection else []), KeepLogsInStep(), on_signal, saver, clock,
-                       *(callbacks or [])]
+            callbacks=[watch, evaluation, *([selection] if selection else []), KeepLogsInStep(), on_signal, saver,
+                       clock, *(callbacks or [])]
             + ([TQDMProgressBar(refresh_rate=t.log_every_n_steps)] if t.enable_progress_bar and main_rank else []),
             default_root_dir=str(run_dir), num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the "batches" are iteration numbers: every rank runs all of them
@@ -438,11 +440,11 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                  t.max_steps, describe_devices(trainer))
         if resume and checkpoint["gan_ablate"]["iteration"] >= t.max_steps:
             # stopped after its final checkpoint but before its record: nothing is left to train
-            restore_final_state(checkpoint, module, evaluation, selection)
+            restore_final_state(checkpoint, module, evaluation, selection, watch)
         else:
             trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume else None, weights_only=True)
             if settings.trainer.strategy == "ddp_spawn":  # trained in child processes
-                restore_final_state(read_checkpoint(last_ckpt), module, evaluation, selection)
+                restore_final_state(read_checkpoint(last_ckpt), module, evaluation, selection, watch)
         if not main_rank:
             return record
         if on_signal.received is not None:
@@ -450,11 +452,10 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                           note=f"stopped by {signal.Signals(on_signal.received).name} with a checkpoint; "
                                "starting the run again resumes it")
         else:
-            watch = module.failure_watch
-            divergence = module.divergence()  # diverged_at_iteration and reason, if it did
+            divergence = watch.divergence()  # diverged_at_iteration and reason, if it did
             record.update(status="diverged" if divergence else "ok", metrics=evaluation.final,
                           history=evaluation.history, iterations=module.iteration, primary=settings.metrics.primary,
-                          failure_flags=[vars(e) for e in watch.events] if watch else [], **divergence,
+                          failure_flags=watch.failure_flags(), **divergence,
                           **({"eval_repeats": evaluation.repeated} if evaluation.repeated else {}),
                           **({"final": evaluation.final, **selection.record()} if selection else {}),
                           **clock.times())
@@ -506,14 +507,17 @@ def describe_devices(trainer: pl.Trainer) -> str:
 
 
 def restore_final_state(checkpoint: dict, module: GANModule, evaluation: EvaluationCallback,
-                        selection: Optional[BestSelection] = None) -> None:
+                        selection: Optional[BestSelection] = None,
+                        watch: Optional[FailureWatchCallback] = None) -> None:
     """What the record needs (iteration, evaluation history and repeats, the selected G's held-out metrics, failure
     watch) from the final checkpoint: after ddp_spawn, whose child processes trained (Lightning brings back only
     rank 0's weights), and for a run stopped between its final checkpoint and its record."""
     module.on_load_checkpoint(checkpoint)
-    for callback in (evaluation, selection):
+    for callback in (evaluation, selection, watch):
         if callback is not None:
-            callback.load_state_dict(checkpoint["callbacks"][callback.state_key])
+            callback.on_load_checkpoint(None, module, checkpoint)  # as Lightning does, before its state
+            if callback.state_key in checkpoint["callbacks"]:
+                callback.load_state_dict(checkpoint["callbacks"][callback.state_key])
     evaluation.final = {k: v for k, v in evaluation.history[-1].items() if k != "iteration"}
 
 

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E402
 
+from gan_ablate.callbacks.failure_watch import FailureWatchCallback  # noqa: E402
 from gan_ablate.cli import compose_config  # noqa: E402
 from gan_ablate.config import validate  # noqa: E402
 from gan_ablate.data import build_datamodule  # noqa: E402
@@ -87,7 +88,8 @@ def framework_step_time(overrides: list[str], steps: int, warmup: int) -> float:
         loggers = build_loggers(settings, Path(run_dir), "bench", SweepInfo(), OmegaConf.to_container(cfg))
         trainer = pl.Trainer(max_epochs=1, accelerator=DEVICE.type, devices=1, logger=loggers or False,
                              log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, callbacks=[timer])
+                             enable_model_summary=False,
+                             callbacks=[FailureWatchCallback.from_config(settings.monitor), timer])  # as train()
         trainer.fit(module, datamodule=dm)
         for lg in loggers:
             if isinstance(lg, pl.loggers.WandbLogger):

@@ -1,6 +1,8 @@
 """Drive GANModule.training_step outside a Trainer, with plain torch optimisers."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 
@@ -36,3 +38,22 @@ def run_steps(module, n: int):
     for _ in range(n):
         module.training_step(None, module.iteration)
     return module._test_opts
+
+
+class RecordingLogger:
+    """A logger that keeps what it is sent; `mode` is its W&B experiment's mode (None: no experiment)."""
+
+    def __init__(self, mode=None):
+        self.metrics, self.alerts = [], []
+        if mode is not None:
+            self.experiment = SimpleNamespace(settings=SimpleNamespace(mode=mode),
+                                              alert=lambda **kw: self.alerts.append(kw))
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, dict(metrics)))
+
+
+def with_loggers(module, *loggers):
+    """Attach a stand-in for the Trainer: its loggers, rank 0, and the should_stop flag."""
+    module._trainer = SimpleNamespace(loggers=list(loggers), global_rank=0, should_stop=False)
+    return module

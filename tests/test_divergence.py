@@ -8,11 +8,14 @@ import subprocess
 import sys
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from conftest import ROOT, TINY, make_cfg, make_module, run_train_py
 from gan_ablate.callbacks.checkpoint import read_checkpoint
-from gan_ablate.callbacks.failure_watch import NonFiniteCheck
+from gan_ablate.callbacks.failure_watch import FailureWatchCallback, NonFiniteCheck
+from gan_ablate.config import validate
+from gan_ablate.data import build_datamodule
 from gan_ablate.module import GANModule
 from gan_ablate.run import train
 
@@ -38,18 +41,17 @@ def test_the_check_keeps_the_first_non_finite_iteration_until_the_host_reads_it(
 
 
 def test_the_check_survives_a_checkpoint_as_plain_ints(tmp_path):
-    module = make_module("monitor.check_every=10")
+    watch = FailureWatchCallback.from_config(validate(make_cfg("monitor.check_every=10")).monitor)
     for it in range(5):
-        module.non_finite.update(it, finite_values(math.nan if it >= 2 else 1.0))
-    checkpoint = {}
-    module.on_save_checkpoint(checkpoint)  # before any read: the device state itself is saved
-    torch.save(checkpoint, tmp_path / "c.ckpt")
-    state = read_checkpoint(tmp_path / "c.ckpt")["gan_ablate"]["non_finite"]  # weights_only=True
-    assert all(type(v) is int for v in state["first_bad"])
-    resumed = make_module("monitor.check_every=10")
-    resumed.on_load_checkpoint({"gan_ablate": {"non_finite": state}})
-    resumed.non_finite.update(7, finite_values(math.nan))  # later NaNs do not move the first one
-    assert resumed.non_finite.read() == (2, "loss/d not finite")
+        watch.check.update(it, finite_values(math.nan if it >= 2 else 1.0))
+    # before any read: the device state itself is saved
+    torch.save({"callbacks": {watch.state_key: watch.state_dict()}}, tmp_path / "c.ckpt")
+    state = read_checkpoint(tmp_path / "c.ckpt")["callbacks"][watch.state_key]  # weights_only=True
+    assert all(type(v) is int for v in state["non_finite"]["first_bad"])
+    resumed = FailureWatchCallback.from_config(validate(make_cfg("monitor.check_every=10")).monitor)
+    resumed.load_state_dict(state)
+    resumed.check.update(7, finite_values(math.nan))  # later NaNs do not move the first one
+    assert resumed.check.read() == (2, "loss/d not finite")
     assert resumed.divergence() == {"diverged_at_iteration": 2, "reason": "loss/d not finite"}
 
 
@@ -75,6 +77,35 @@ def test_a_run_whose_loss_turns_inf_stops_within_check_every_iterations(tmp_path
     # read after iterations 4 (check_every 1) or 5 (5): the run stops there
     assert record["iterations"] == (4 if check_every == 1 else 5)
     assert record["failure_flags"] == [{"iteration": 3, "flag": "non_finite", "detail": "loss/d not finite"}]
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_the_callback_is_what_stops_a_run_and_its_state_resumes_through_lightnings_checkpoint(tmp_path, monkeypatch,
+                                                                                              watched):
+    """The module alone trains on through an Inf; FailureWatchCallback in the Trainer stops it. Its state goes
+    into Lightning's checkpoint under its state_key and comes back on a fit resumed from it."""
+    inf_d_loss_from(3, monkeypatch)
+    settings = validate(make_cfg("monitor.check_every=1", "trainer.max_steps=12", "trainer.log_every_n_steps=1000"))
+
+    def fit(ckpt_path=None):
+        module = GANModule(settings, (2,))
+        watch = FailureWatchCallback.from_config(settings.monitor)
+        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[watch] if watched else [],
+                             default_root_dir=str(tmp_path))
+        trainer.fit(module, datamodule=build_datamodule(settings.data, settings.trainer.max_steps).prepare(),
+                    ckpt_path=ckpt_path, weights_only=True)
+        return module, watch, trainer
+
+    module, watch, trainer = fit()
+    assert module.iteration == (4 if watched else 12)
+    if not watched:
+        return
+    assert watch.divergence() == {"diverged_at_iteration": 3, "reason": "loss/d not finite"}
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    _, resumed, _ = fit(str(tmp_path / "c.ckpt"))
+    assert resumed.failure_flags() == watch.failure_flags() == [
+        {"iteration": 3, "flag": "non_finite", "detail": "loss/d not finite"}]
 
 
 def test_with_the_check_off_the_failure_watch_still_stops_on_a_logged_inf(tmp_path, monkeypatch):

@@ -4,17 +4,19 @@ On the CPU a sync cannot be observed, so the test counts what would cause one: e
 conversion of a tensor to a number (item, tolist, bool, float, int, numpy) made by gan_ablate's code
 (torch's own, such as Adam reading its step counter, which PyTorch keeps on the host, are not ours to
 count). On a log step the step copies all its scalars to the host once, together, and every
-monitor.check_every iterations it reads its non-finite check once."""
+monitor.check_every iterations the failure watch (a callback, fed what the step returns) reads its non-finite
+check once."""
 from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from conftest import make_module
-from gan_ablate.callbacks.failure_watch import NonFiniteCheck
+from gan_ablate.callbacks.failure_watch import FailureWatchCallback, NonFiniteCheck
 from gan_ablate.tricks import TRICKS
 from helpers import attach_optimizers
 
@@ -37,12 +39,15 @@ class SyncCounter:
 
 
 def syncs_per_iteration(module, monkeypatch, iterations: int) -> list[int]:
+    """Of the step and of the failure watch that Lightning calls with what the step returns."""
     attach_optimizers(module)
+    watch = FailureWatchCallback.from_config(module.cfg.monitor)
+    trainer = SimpleNamespace(loggers=[], should_stop=False)
     counter = SyncCounter(monkeypatch)
     counts = []
     for _ in range(iterations):
         before = counter.count
-        module.training_step(None, module.iteration)
+        watch.on_train_batch_end(trainer, module, module.training_step(None, module.iteration), None, 0)
         counts.append(counter.count - before)
     return counts
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import make_module
-from helpers import attach_optimizers, run_steps
+from helpers import RecordingLogger, attach_optimizers, run_steps, with_loggers
 from torch import nn
 
 from gan_ablate.module import grad_norms, step_seed
@@ -278,61 +278,29 @@ def test_loss_balancing_repeats_updates_while_the_hook_asks_counting_the_extra_o
     assert len({loss.item() for loss, _, _ in asked}) == 3  # each after the update before it
 
 
-class RecordingLogger:
-    """A logger that keeps what it is sent; `mode` is its W&B experiment's mode (None: no experiment)."""
-
-    def __init__(self, mode=None):
-        self.metrics, self.alerts = [], []
-        if mode is not None:
-            self.experiment = SimpleNamespace(settings=SimpleNamespace(mode=mode),
-                                              alert=lambda **kw: self.alerts.append(kw))
-
-    def log_metrics(self, metrics, step):
-        self.metrics.append((step, dict(metrics)))
-
-
-def with_loggers(module, *loggers):
-    """Attach a stand-in for the Trainer: its loggers, rank 0, and the should_stop flag."""
-    module._trainer = SimpleNamespace(loggers=list(loggers), global_rank=0, should_stop=False)
-    return module
-
-
-def test_logged_scalars_reach_every_logger_at_their_step_and_feed_the_failure_watch():
-    module = with_loggers(make_module("monitor.failure_watch.grad_norm_max=1.5"), RecordingLogger(), RecordingLogger())
-    module.log_scalars({"loss/d": torch.tensor(0.25), "grad_norm/d": torch.tensor(2.0)}, step=4)
+def test_logged_scalars_reach_every_logger_at_their_step_and_come_back_for_the_callbacks():
+    module = with_loggers(make_module(), RecordingLogger(), RecordingLogger())
+    logged = module.log_scalars({"loss/d": torch.tensor(0.25), "grad_norm/d": torch.tensor(2.0)}, step=4)
     expected = {"loss/d": 0.25, "grad_norm/d": 2.0}
     for logger in module.loggers:
-        assert logger.metrics == [(4, expected), (4, {"failure/grad_norm_high": 1.0})]
-    assert module.latest_scalars == expected
-    assert [(e.iteration, e.flag) for e in module.failure_watch.events] == [(4, "grad_norm_high")]
+        assert logger.metrics == [(4, expected)]
+    assert module.latest_scalars == logged == expected
 
 
-def test_a_failure_is_logged_as_a_warning_a_metric_and_an_alert_on_online_runs_only(caplog):
-    from gan_ablate.callbacks.failure_watch import FailureEvent
-
-    online, offline, plain = RecordingLogger("online"), RecordingLogger("offline"), RecordingLogger()
-    module = with_loggers(make_module(), online, offline, plain)
-    with caplog.at_level("WARNING", logger="gan_ablate"):
-        module.report_failures([FailureEvent(7, "d_loss_zero", "|loss/d| < 0.001")])
-    assert caplog.messages == ["failure watch, iteration 7: d_loss_zero (|loss/d| < 0.001)"]
-    for logger in (online, offline, plain):
-        assert logger.metrics == [(7, {"failure/d_loss_zero": 1.0})]
-    assert online.alerts == [{"title": "gan-ablate: d_loss_zero", "text": "iteration 7: |loss/d| < 0.001"}]
-    assert offline.alerts == [] and plain.alerts == []
-
-
-def test_an_experiment_with_alert_but_no_settings_is_not_alerted_and_does_not_stop_the_report():
-    # another logger's experiment may offer an `alert` without W&B's settings: only an online W&B run is alerted
-    from gan_ablate.callbacks.failure_watch import FailureEvent
-
-    logger = RecordingLogger()
-    logger.experiment = SimpleNamespace(alert=lambda **kw: logger.alerts.append(kw))
-    bare = RecordingLogger()
-    bare.experiment = SimpleNamespace(alert=lambda **kw: bare.alerts.append(kw), settings=SimpleNamespace())
-    module = with_loggers(make_module(), logger, bare)
-    module.report_failures([FailureEvent(3, "g_loss_exploded", "loss/g > 100")])
-    assert logger.metrics == bare.metrics == [(3, {"failure/g_loss_exploded": 1.0})]
-    assert logger.alerts == bare.alerts == []
+@pytest.mark.parametrize("check_every", [0, 3])
+def test_the_step_returns_its_losses_every_iteration_its_norms_when_checked_and_its_logged_values(check_every):
+    """What FailureWatchCallback watches: the device values of every iteration (the total gradient norms too when
+    the non-finite check is on) and, on log steps only, the host values the loggers got."""
+    module = with_loggers(make_module(f"monitor.check_every={check_every}", "trainer.log_every_n_steps=2",
+                                      "monitor.grad_norm_every=0"))
+    attach_optimizers(module)
+    outputs = [module.training_step(None, it) for it in range(3)]
+    assert [o["iteration"] for o in outputs] == [0, 1, 2]
+    checked = {"grad_norm/d", "grad_norm/g"} if check_every else set()
+    assert all(set(o["measured"]) == {"loss/d", "loss/g"} | checked for o in outputs)
+    assert all(v.dim() == 0 and isinstance(v, torch.Tensor) for o in outputs for v in o["measured"].values())
+    assert ["logged" in o for o in outputs] == [True, False, True]
+    assert outputs[2]["logged"] == module.latest_scalars == {k: outputs[2]["measured"][k].item() for k in ("loss/d", "loss/g")}
 
 
 HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_objective", "d_penalty", "before_d_step", "after_d_step",
@@ -428,34 +396,11 @@ def test_each_rank_seeds_its_step_from_its_own_stream(monkeypatch):
     assert seeds == [(step_seed(3, 0, stream=1), "cpu"), (step_seed(3, 1, stream=1), "cpu")]
 
 
-def test_monitor_settings_reach_the_failure_watch_and_the_non_finite_check():
-    module = make_module("monitor.failure_watch.d_loss_floor=0.01", "monitor.failure_watch.grad_norm_max=50",
-                         "monitor.failure_watch.d_winning=0.25", "monitor.failure_watch.window=4",
-                         "monitor.check_every=5")
-    fw = module.failure_watch
-    assert (fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) == (0.01, 50, 0.25, 4)
-    assert module.non_finite.every == 5
-    off = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
-    assert off.failure_watch is None and off.non_finite is None
-    assert module.automatic_optimization is False  # G and D step by hand, n_critic and g_steps times
-
-
-def test_the_failure_watch_survives_a_checkpoint_and_an_old_checkpoint_loads_as_iteration_0():
-    first, second = make_module("monitor.failure_watch.grad_norm_max=1.0"), make_module()
-    first.log_scalars({"grad_norm/d": torch.tensor(3.0)}, step=6)
-    checkpoint = {}
-    first.on_save_checkpoint(checkpoint)
-    second.on_load_checkpoint(checkpoint)
-    assert [(e.iteration, e.flag) for e in second.failure_watch.events] == [(6, "grad_norm_high")]
-    assert second.failure_watch.update(9, {"grad_norm/d": 3.0}) == []  # raised once per run, resumed or not
-    unwatched = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
-    unwatched.iteration = 5
-    unwatched.on_load_checkpoint(checkpoint)
-    assert unwatched.iteration == 0 and unwatched.failure_watch is None
+def test_an_old_checkpoint_loads_as_iteration_0():
     blank = make_module()
     blank.iteration = 5
     blank.on_load_checkpoint({})  # a checkpoint written without gan_ablate's state
-    assert blank.iteration == 0 and blank.failure_watch.events == []
+    assert blank.iteration == 0
 
 
 def test_the_ema_averages_gs_batch_norm_statistics_like_its_weights():
@@ -509,23 +454,6 @@ def test_uncached_batches_are_a_function_of_the_seed():
         module = make_module("dataset_cache=dataloader", f"seed={seed}")
         return torch.cat([module.real_batch().x for _ in range(3)])
     assert torch.equal(batches(1), batches(1)) and not torch.equal(batches(1), batches(2))
-
-
-@pytest.mark.parametrize("stop_on_non_finite", [True, False])
-def test_a_logged_nan_stops_the_trainer_only_when_asked_and_a_finite_one_never(stop_on_non_finite):
-    module = with_loggers(make_module(f"monitor.failure_watch.stop_on_non_finite={stop_on_non_finite}"))
-    module.log_scalars({"loss/d": torch.tensor(0.5)}, step=0)
-    assert module.trainer.should_stop is False and module.divergence() == {}
-    module.log_scalars({"loss/d": torch.tensor(float("nan"))}, step=1)
-    assert module.trainer.should_stop is stop_on_non_finite
-    assert module.divergence() == {"diverged_at_iteration": 1, "reason": "loss/d not finite"}
-
-
-def test_a_run_without_the_watches_checkpoints_none_for_them():
-    module = make_module("monitor.failure_watch.enabled=false", "monitor.check_every=0")
-    checkpoint = {}
-    module.on_save_checkpoint(checkpoint)
-    assert checkpoint["gan_ablate"]["failure_watch"] is None and checkpoint["gan_ablate"]["non_finite"] is None
 
 
 @pytest.mark.parametrize("with_labels", [True, False])

@@ -157,7 +157,9 @@ def test_a_sweep_job_whose_folder_holds_another_run_fails_and_keeps_that_record(
 
 
 def test_a_run_stopped_after_its_final_checkpoint_writes_its_record_from_it_without_training(tmp_path):
-    cfg = make_cfg("trainer.max_steps=6", "metrics.every=3", "trick=[experience_replay]")
+    # a gradient-norm flag at iteration 0: the failure watch's state must come back from the checkpoint too
+    cfg = make_cfg("trainer.max_steps=6", "metrics.every=3", "trick=[experience_replay]",
+                   "monitor.failure_watch.grad_norm_max=1e-9")
     first = train(cfg, tmp_path).data
     record = tmp_path / "result.json"
     # as if killed between the final checkpoint and the record
@@ -166,6 +168,7 @@ def test_a_run_stopped_after_its_final_checkpoint_writes_its_record_from_it_with
     again = train(cfg, tmp_path).data
     assert (again["status"], again["iterations"], again["resumed_from_iteration"]) == ("ok", 6, 6)
     assert again["metrics"] == first["metrics"] and again["history"] == first["history"]
+    assert again["failure_flags"] == first["failure_flags"] and first["failure_flags"][0]["flag"] == "grad_norm_high"
     assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_mtime_ns == mtime  # nothing trained or saved
 
 

@@ -4,14 +4,20 @@ evaluator whose chosen metric reads from a table by iteration), the held-out num
 iteration's G computed again, independently."""
 from __future__ import annotations
 
+import copy
 import os
 import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
+from torch import nn
 
-from conftest import make_cfg
+from conftest import make_cfg, make_module
+from gan_ablate.callbacks.evaluation import EvaluatedModule, EvaluationCallback, LatentSets
+from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.config import ConfigError
 from gan_ablate.metrics.modes import ModeEvaluator
 from gan_ablate.run import train
@@ -105,3 +111,63 @@ def test_a_metric_the_data_does_not_measure_is_refused_before_training(tmp_path)
                                           r"reverse_kl, modes, hq"):
         train(make_cfg("metrics.select_best=true", "metrics.select_metric=fid"), tmp_path)
     assert not (tmp_path / "result.json").exists()
+
+
+class OnlyTheSurface:
+    """EvaluatedModule's members and nothing else (no G, EMA, hooks): the callbacks must need no more. Its
+    eval_latent and generate act, so that skipping either changes the scores."""
+    __slots__ = ("iteration", "global_rank", "device", "loggers", "raw", "average")
+
+    def __init__(self):
+        self.iteration, self.global_rank, self.device, self.loggers = 0, 0, torch.device("cpu"), []
+        self.raw = nn.Linear(2, 3)
+        self.average = copy.deepcopy(self.raw)
+
+    def generators(self):
+        return {"raw": self.raw, "ema": self.average}
+
+    def eval_latent(self, z):
+        return z.clamp(-0.5, 0.5)
+
+    def generate(self, net, z):
+        return net(z)[:, :2]
+
+    def generator_modules(self):
+        return {"G": self.raw, "G_ema": self.average}
+
+
+class MeanScore:
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    extractor = extractor_id = None
+
+    def score(self, samples):
+        return {"mean": samples.mean().item()}
+
+
+def expected_score(net, z):
+    with torch.no_grad():
+        return net(z.clamp(-0.5, 0.5))[:, :2].mean().item()
+
+
+def test_evaluation_and_selection_see_the_module_only_through_the_evaluated_module_surface():
+    assert isinstance(make_module(), EvaluatedModule)
+    module, scorer = OnlyTheSurface(), MeanScore()
+    evaluation = EvaluationCallback(scorer, every=1, latent_sets=LatentSets(64, 2, "gaussian", seed=0))
+    selection = BestSelection(evaluation, "ema", "mean", direction=+1)
+    chosen = None
+    for it, shift in ((1, 5.0), (2, -5.0)):  # the EMA G of iteration 1 scores higher
+        module.iteration = it
+        with torch.no_grad():
+            module.average.bias.add_(shift)
+        chosen = chosen or copy.deepcopy(module.average)
+        for callback in (evaluation, selection):
+            callback.on_train_batch_end(None, module, {}, None, 0)
+    assert evaluation.history[0]["ema"]["mean"] == pytest.approx(expected_score(chosen, scorer.z))
+    assert evaluation.history[1]["raw"]["mean"] == pytest.approx(expected_score(module.raw, scorer.z))
+    own = copy.deepcopy(module.average.state_dict())
+    for callback in (evaluation, selection):
+        callback.on_train_end(SimpleNamespace(callbacks=[]), module)
+    assert selection.best["iteration"] == 1 and set(selection.best["weights"]) == {"G", "G_ema"}
+    held_out = evaluation.latent_sets.draw(selection.held_out_seed)
+    assert selection.held_out["ema"]["mean"] == pytest.approx(expected_score(chosen, held_out))
+    assert all(torch.equal(v, own[k]) for k, v in module.average.state_dict().items())  # its own weights again

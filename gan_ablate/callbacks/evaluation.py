@@ -4,12 +4,14 @@ Latent sets. The periodic evaluations (result.json's `history`, and its headline
 score the evaluator's fixed `z`, drawn from the run's seed (run.py evaluation_latent). With metrics.eval_repeats=K
 (K >= 2) the final raw and EMA G are also scored on K further sets of the same size (`eval_repeats`: evaluation
 noise, to set against the training noise between seeds); each further set comes from its own seed (LatentSets).
+
+The callbacks here and in selection.py see the module being trained only through EvaluatedModule.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -41,6 +43,28 @@ class LatentSets:
 
     def draw(self, seed: int) -> torch.Tensor:
         return sample_latent(self.n, self.z_dim, self.kind, generator=torch.Generator().manual_seed(seed))
+
+
+@runtime_checkable
+class EvaluatedModule(Protocol):
+    """What evaluation and checkpoint selection use of the module being trained (GANModule implements it)."""
+    iteration: int  # iterations done
+    global_rank: int
+    device: torch.device
+    loggers: list
+
+    def generators(self) -> dict[str, nn.Module]:
+        """The nets evaluation scores: {"raw": G, "ema": the EMA G}."""
+
+    def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent batch `z` on the training device, as the tricks set it for evaluation (truncation acts here)."""
+
+    def generate(self, net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        """The samples `net` (one of generators()) makes of `z`, as evaluation sees them (conditioning drops its
+        label channels)."""
+
+    def generator_modules(self) -> dict[str, nn.Module]:
+        """The modules whose weights are a checkpoint of G: {"G": the raw G, "G_ema": its running average}."""
 
 
 def from_rank_zero(value):
@@ -102,18 +126,18 @@ class EvaluationCallback(pl.Callback):
         self.history, self._last_iteration = list(state["history"]), state["last_iteration"]
         self.repeated = state["repeated"]
 
-    def generate(self, pl_module, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generate(self, pl_module: EvaluatedModule, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """The raw and the EMA G's samples of latent batch `z`, every rank making its share."""
         samples = {}
-        for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
-            z_net = pl_module.hooks.eval_latent(z.to(pl_module.device))
+        for name, net in pl_module.generators().items():
+            z_net = pl_module.eval_latent(z)
             with eval_mode(net), torch.no_grad():
                 # in chunks: stacked MNIST evaluates 26,000 samples; under DDP each rank makes its share
-                local = pl_module.hooks.eval_samples(torch.cat([net(c) for c in shard(z_net).split(2048)]))
+                local = torch.cat([pl_module.generate(net, c) for c in shard(z_net).split(2048)])
             samples[name] = gather_shards(local, len(z_net))
         return samples
 
-    def score(self, pl_module, z: torch.Tensor) -> tuple[dict, dict]:
+    def score(self, pl_module: EvaluatedModule, z: torch.Tensor) -> tuple[dict, dict]:
         """(samples, {net: metrics}) of latent batch `z`; the metrics on rank 0 only (the others: {})."""
         # fork_rng: evaluation draws nothing from the training stream
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
@@ -121,7 +145,7 @@ class EvaluationCallback(pl.Callback):
             scoring = pl_module.global_rank == 0
             return samples, {name: self.evaluator.score(s) for name, s in samples.items()} if scoring else {}
 
-    def evaluate(self, pl_module) -> dict:
+    def evaluate(self, pl_module: EvaluatedModule) -> dict:
         samples, result = self.score(pl_module, self.evaluator.z)
         it = pl_module.iteration
         self._last_iteration = it
@@ -141,7 +165,7 @@ class EvaluationCallback(pl.Callback):
     def grid(self, iteration: int) -> Path:
         return self.sample_dir / f"samples_{iteration:07d}.png"
 
-    def log_grid(self, pl_module, iteration: int) -> None:
+    def log_grid(self, pl_module: EvaluatedModule, iteration: int) -> None:
         for logger in pl_module.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image("samples", [str(self.grid(iteration))], step=iteration)
@@ -171,7 +195,7 @@ class EvaluationCallback(pl.Callback):
         if self.interpolation and self.plot is not None and self.sample_dir is not None:
             self.plot_interpolation(pl_module)
 
-    def evaluate_repeats(self, pl_module) -> dict:
+    def evaluate_repeats(self, pl_module: EvaluatedModule) -> dict:
         """The final raw and EMA G scored on `repeats` latent sets of their own: result.json's eval_repeats."""
         seeds = [self.latent_sets.seed_of(REPEATS, k) for k in range(self.repeats)]
         scores = [self.score(pl_module, self.latent_sets.draw(seed))[1] for seed in seeds]
@@ -180,14 +204,14 @@ class EvaluationCallback(pl.Callback):
         return {"latent_seeds": seeds, "periodic_latent_seed": self.latent_sets.seed,
                 **{net: [s[net] for s in scores] for net in ("raw", "ema")}}
 
-    def plot_interpolation(self, pl_module) -> Path:
+    def plot_interpolation(self, pl_module: EvaluatedModule) -> Path:
         z = interpolation_grid(self.evaluator.z[:16].to(pl_module.device), self.interpolation)
         samples = {}
         with torch.random.fork_rng(devices=[]):
-            for name, net in (("raw", pl_module.G), ("ema", pl_module.ema_generator())):
+            for name, net in pl_module.generators().items():
                 with eval_mode(net), torch.no_grad():
                     # in chunks: stacked MNIST evaluates 26,000 samples
-                    samples[name] = pl_module.hooks.eval_samples(torch.cat([net(c) for c in z.split(2048)])).cpu()
+                    samples[name] = torch.cat([pl_module.generate(net, c) for c in z.split(2048)]).cpu()
         self.sample_dir.mkdir(parents=True, exist_ok=True)
         path = self.sample_dir / f"{self.interpolation}_{pl_module.iteration:07d}.png"
         self.plot(samples, path, title=f"{self.interpolation} interpolation, iteration {pl_module.iteration}")

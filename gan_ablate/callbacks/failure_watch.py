@@ -10,18 +10,28 @@ The watch reads only values already copied to the host for logging: it adds no d
 Logged values come every trainer.log_every_n_steps iterations, too late for a run gone NaN (each NaN
 iteration is also several times slower). NonFiniteCheck therefore sees the losses and gradient norms of
 every iteration on the device, and the host reads its verdict every monitor.check_every iterations.
+
+FailureWatchCallback is the Lightning callback that runs both on what each training step returns, reports
+the flags (a warning, a failure/<flag> metric, a W&B alert on online runs) and stops a diverged run.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
+import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
 from gan_ablate.distributed import world_size
+
+if TYPE_CHECKING:
+    from gan_ablate.config import MonitorConfig
+
+log = logging.getLogger("gan_ablate")
 
 NOT_SEEN = torch.iinfo(torch.int64).max  # no non-finite value yet (the identity of a min over ranks)
 
@@ -137,3 +147,92 @@ class NonFiniteCheck:
     def load_state_dict(self, state: dict) -> None:
         self.first_bad = torch.tensor(state["first_bad"], device=self.first_bad.device)
         self._set(state["first_bad"])
+
+
+class FailureWatchCallback(pl.Callback):
+    """Watches the values GANModule.training_step returns each iteration: {"iteration", "measured" (its losses and
+    gradient norms, device tensors), "logged" (the host values it logged, on log steps only)}. The device check is
+    updated every iteration with kernels only and read every `check.every` iterations; the failure watch reads the
+    logged values. A non-finite value stops the run when `stop_on_non_finite`.
+
+    Before the checkpoint callbacks (Lightning runs those last), so a checkpoint holds this iteration's watch."""
+
+    def __init__(self, watch: FailureWatch | None, check: NonFiniteCheck | None, stop_on_non_finite: bool):
+        self.watch, self.check, self.stop_on_non_finite = watch, check, stop_on_non_finite
+
+    @classmethod
+    def from_config(cls, monitor: MonitorConfig) -> FailureWatchCallback:
+        fw = monitor.failure_watch
+        watch = FailureWatch(fw.d_loss_floor, fw.grad_norm_max, fw.d_winning, fw.window) if fw.enabled else None
+        return cls(watch, NonFiniteCheck(monitor.check_every) if monitor.check_every else None, fw.stop_on_non_finite)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        iteration = outputs["iteration"]
+        if self.check is not None:
+            self.check.update(iteration, outputs["measured"])
+            if self.check.due(iteration):
+                self.read_check(trainer)
+        if "logged" in outputs:
+            if self.watch is not None:
+                self.report(trainer, self.watch.update(iteration, outputs["logged"]))
+            self.stop_if_diverged(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.check is not None:  # what the iterations since the last read saw
+            self.read_check(trainer)
+
+    def read_check(self, trainer) -> None:
+        """Read the device-side check (one host sync): a NaN/Inf loss or gradient norm stops the run."""
+        found = self.check.read()
+        if found is not None and self.watch is not None:
+            self.report(trainer, self.watch.note_non_finite(*found))
+        self.stop_if_diverged(trainer)
+
+    def divergence(self) -> dict:
+        """Where and why the run diverged, for its record; empty if it did not. The device check sees
+        every iteration, so its iteration comes first; the failure watch only logged ones."""
+        if self.check is not None and self.check.found is not None:
+            iteration, reason = self.check.found
+            return {"diverged_at_iteration": iteration, "reason": reason}
+        events = self.watch.events if self.watch else []
+        return next(({"diverged_at_iteration": e.iteration, "reason": e.detail}
+                     for e in events if e.flag == "non_finite"), {})
+
+    def failure_flags(self) -> list[dict]:
+        """The record's failure_flags: each flag raised, with its first iteration and what it saw."""
+        return [vars(e) for e in self.watch.events] if self.watch else []
+
+    def stop_if_diverged(self, trainer) -> None:
+        if self.stop_on_non_finite and self.divergence():
+            trainer.should_stop = True
+
+    @staticmethod
+    def report(trainer, events: list[FailureEvent]) -> None:
+        for event in events:
+            log.warning("failure watch, iteration %d: %s (%s)", event.iteration, event.flag, event.detail)
+            for logger in trainer.loggers:
+                logger.log_metrics({f"failure/{event.flag}": 1.0}, step=event.iteration)
+                experiment = getattr(logger, "experiment", None)
+                online = getattr(getattr(experiment, "settings", None), "mode", "") == "online"
+                if hasattr(experiment, "alert") and online:
+                    experiment.alert(title=f"gan-ablate: {event.flag}",
+                                     text=f"iteration {event.iteration}: {event.detail}")
+
+    # in the checkpoint (Lightning's callback state): a resumed run raises each flag once and keeps the first
+    # non-finite iteration
+    def state_dict(self) -> dict:
+        return {"watch": self.watch.state_dict() if self.watch else None,
+                "non_finite": self.check.state_dict() if self.check else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.watch is not None and state.get("watch"):
+            self.watch.load_state_dict(state["watch"])
+        if self.check is not None and state.get("non_finite"):
+            self.check.load_state_dict(state["non_finite"])
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        """A checkpoint written while the module kept the watch holds its state under gan_ablate/: read there, so
+        that a run resumed across the change keeps its flags (Lightning calls load_state_dict only on a key)."""
+        if self.state_key not in checkpoint.get("callbacks", {}):
+            legacy = checkpoint.get("gan_ablate", {})
+            self.load_state_dict({"watch": legacy.get("failure_watch"), "non_finite": legacy.get("non_finite")})

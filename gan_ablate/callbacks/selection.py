@@ -18,9 +18,7 @@ from contextlib import contextmanager
 
 import pytorch_lightning as pl
 
-from gan_ablate.callbacks.evaluation import HELD_OUT, EvaluationCallback, stopped_by_signal
-
-NETS = ("G", "G_ema")  # the module's nets a checkpoint of G is: the raw G and its average (evaluated as EMA G)
+from gan_ablate.callbacks.evaluation import HELD_OUT, EvaluatedModule, EvaluationCallback, stopped_by_signal
 
 
 def cpu_copy(state: dict) -> dict:
@@ -28,16 +26,17 @@ def cpu_copy(state: dict) -> dict:
 
 
 @contextmanager
-def weights_of(pl_module, weights: dict):
+def weights_of(pl_module: EvaluatedModule, weights: dict):
     """The module's G and G_ema hold `weights` inside the block, their own again afterwards."""
-    own = {name: cpu_copy(getattr(pl_module, name).state_dict()) for name in weights}
+    nets = pl_module.generator_modules()
+    own = {name: cpu_copy(nets[name].state_dict()) for name in weights}
     try:
         for name, state in weights.items():
-            getattr(pl_module, name).load_state_dict(state)
+            nets[name].load_state_dict(state)
         yield
     finally:
         for name, state in own.items():
-            getattr(pl_module, name).load_state_dict(state)
+            nets[name].load_state_dict(state)
 
 
 class BestSelection(pl.Callback):
@@ -56,7 +55,7 @@ class BestSelection(pl.Callback):
     def load_state_dict(self, state: dict) -> None:
         self.best, self.held_out = state["best"], state["held_out"]
 
-    def consider(self, pl_module) -> None:
+    def consider(self, pl_module: EvaluatedModule) -> None:
         """Keeps this iteration's G if its evaluation (if it had one) beats the best so far."""
         latest = self.evaluation.latest
         if latest.get("iteration") != pl_module.iteration:
@@ -66,7 +65,8 @@ class BestSelection(pl.Callback):
             return
         if self.best is None or value * self.direction > self.best["value"] * self.direction:
             self.best = {"iteration": pl_module.iteration, "value": value,
-                         "weights": {name: cpu_copy(getattr(pl_module, name).state_dict()) for name in NETS}}
+                         "weights": {name: cpu_copy(net.state_dict())
+                                     for name, net in pl_module.generator_modules().items()}}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.consider(pl_module)
