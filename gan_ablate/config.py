@@ -5,6 +5,13 @@ config is composed. Value ranges are checked by `validate()`, which builds the d
 (running their `__post_init__`) before any training starts; every range and choice check, here and in
 the tricks' Params, goes through `check_range` / `check_choice`, so each refusal reads the same.
 
+One source for each default: these dataclasses. They are typed, checked, and what code and tests build
+directly (`DataConfig(name="mnist")`), so a default stated here holds wherever the config comes from.
+A YAML option of a group these dataclasses type (data, model, optim, loss, logger) states its `name` and
+only the values it changes; `python train.py` therefore runs `TrainConfig()` exactly. The families,
+experiments and tricks are applied over those options and state what they set, default or not (an
+experiment pins its paper's protocol). The `ema` trick's parameters start from EmaConfig's defaults
+(EMA_TRICK_KEYS). tests/test_config_defaults.py keeps all of this so.
 """
 from __future__ import annotations
 
@@ -403,8 +410,16 @@ class TrainConfig:
         check_range("seed", self.seed, 0)
 
 
+# The EMA keys the `ema` trick exposes as trick.ema.* (its Params, gan_ablate/conf/trick/ema.yaml): their defaults
+# are EmaConfig's, handed to ema.yaml as the stored config `ema_trick_defaults` so that they are stated here only
+EMA_TRICK_KEYS = ("decay", "every", "start")
+
+
 def register_configs() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    # a plain mapping, not a schema: trick.ema's keys and types are its Params' business (tricks/base.parse_params)
+    store.store(name="ema_trick_defaults", node={key: getattr(EmaConfig, key) for key in EMA_TRICK_KEYS})
 
 
 def _unknown_keys(node: DictConfig, schema: type, prefix: str = ""):

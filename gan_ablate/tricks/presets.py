@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gan_ablate.config import check_range
+from gan_ablate.config import EmaConfig, check_range
 from gan_ablate.tricks.base import Trick, register
 
 
@@ -65,10 +65,10 @@ class EMA(Trick):
     revision_note = "before: a constant decay 0.999 from iteration 0, so the untrained G dominated short runs"
 
     @dataclass
-    class Params:
-        decay: float = 0.999
-        every: int = 1
-        start: int = 0
+    class Params:  # config.EMA_TRICK_KEYS, with EmaConfig's defaults: ema.yaml hands them on to ema.*
+        decay: float = EmaConfig.decay
+        every: int = EmaConfig.every
+        start: int = EmaConfig.start
 
 
 @register
