@@ -2,7 +2,16 @@
 
 Hydra merges the YAML files into these dataclasses, so an unknown key or a wrong type fails while the
 config is composed. Value ranges are checked by `validate()`, which builds the dataclass objects
-(running their `__post_init__`) before any training starts.
+(running their `__post_init__`) before any training starts; every range and choice check, here and in
+the tricks' Params, goes through `check_range` / `check_choice`, so each refusal reads the same.
+
+One source for each default: these dataclasses. They are typed, checked, and what code and tests build
+directly (`DataConfig(name="mnist")`), so a default stated here holds wherever the config comes from.
+A YAML option of a group these dataclasses type (data, model, optim, loss, logger) states its `name` and
+only the values it changes; `python train.py` therefore runs `TrainConfig()` exactly. The families,
+experiments and tricks are applied over those options and state what they set, default or not (an
+experiment pins its paper's protocol). The `ema` trick's parameters start from EmaConfig's defaults
+(EMA_TRICK_KEYS). tests/test_config_defaults.py keeps all of this so.
 """
 from __future__ import annotations
 
@@ -31,13 +40,19 @@ class ScheduleOutsideRun(TrickConflict):
     results row would be the baseline's under the trick's name. In a sweep, that cell is skipped."""
 
 
-def _check_choice(key: str, value: Any, allowed: tuple) -> None:
+def check_choice(key: str, value: Any, allowed: tuple) -> None:
+    """The one choice check of the config and of every trick's Params: raises ConfigError naming `key`."""
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
 
 
-def _check_range(key: str, value: float, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> None:
+def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False, nullable: bool = False) -> None:
+    """The one range check of the config and of every trick's Params: raises ConfigError naming `key` and
+    the interval allowed. A trick's Params name the bare field (`std`); parse_params prefixes `trick.<name>.`.
+    nullable: None is allowed too (and said so in the message)."""
+    if value is None and nullable:
+        return
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
@@ -45,7 +60,8 @@ def _check_range(key: str, value: float, low: float | None = None, high: float |
         right = ")" if high_open else "]"
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise ConfigError(f"{key}={value} is out of range; it must lie in {left}{lo}, {hi}{right}")
+        raise ConfigError(f"{key}={value} is out of range; it must lie in {left}{lo}, {hi}{right}"
+                          + (" or be null" if nullable else ""))
 
 
 DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "stacked_mnist", "cifar10", "image_folder")
@@ -68,13 +84,13 @@ class DataConfig:
     data_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("data.name", self.name, DATA_NAMES)
-        _check_range("data.batch_size", self.batch_size, 1)
-        _check_range("data.n_points", self.n_points, 1)
-        _check_range("data.std", self.std, 0, low_open=True)
-        _check_range("data.image_size", self.image_size, 4)
-        _check_choice("data.channels", self.channels, (1, 3))
-        _check_choice("data.scale", self.scale, ("symmetric", "unit"))
+        check_choice("data.name", self.name, DATA_NAMES)
+        check_range("data.batch_size", self.batch_size, 1)
+        check_range("data.n_points", self.n_points, 1)
+        check_range("data.std", self.std, 0, low_open=True)
+        check_range("data.image_size", self.image_size, 4)
+        check_choice("data.channels", self.channels, (1, 3))
+        check_choice("data.scale", self.scale, ("symmetric", "unit"))
         if self.name == "cifar10" and not self.root:
             raise ConfigError("data.root is required with data=cifar10 (where CIFAR-10 is, or is downloaded to)")
         if self.name == "image_folder" and not self.root:
@@ -118,26 +134,26 @@ class ModelConfig:
     sndcgan_d_channels: str = "compare_gan"
 
     def __post_init__(self) -> None:
-        _check_choice("model.name", self.name, ("mlp", "dcgan", "gan2014", "sndcgan"))
-        _check_choice("model.latent", self.latent, ("gaussian", "uniform"))
-        _check_choice("model.activation", self.activation, ("leaky_relu", "relu"))
-        _check_choice("model.output", self.output, ("tanh", "sigmoid"))
-        _check_choice("model.sndcgan_d_channels", self.sndcgan_d_channels, ("compare_gan", "miyato"))
-        _check_choice("model.norm_g", self.norm_g, NORMS)
-        _check_choice("model.norm_d", self.norm_d, NORMS)
-        _check_choice("model.init", self.init, ("default", "orthogonal", "dcgan"))
-        _check_choice("model.downsample", self.downsample, ("strided", "avg_pool", "max_pool"))
-        _check_choice("model.upsample", self.upsample, ("conv_transpose", "pixel_shuffle", "nearest"))
-        _check_choice("model.d_batches", self.d_batches, ("separate", "mixed"))
+        check_choice("model.name", self.name, ("mlp", "dcgan", "gan2014", "sndcgan"))
+        check_choice("model.latent", self.latent, ("gaussian", "uniform"))
+        check_choice("model.activation", self.activation, ("leaky_relu", "relu"))
+        check_choice("model.output", self.output, ("tanh", "sigmoid"))
+        check_choice("model.sndcgan_d_channels", self.sndcgan_d_channels, ("compare_gan", "miyato"))
+        check_choice("model.norm_g", self.norm_g, NORMS)
+        check_choice("model.norm_d", self.norm_d, NORMS)
+        check_choice("model.init", self.init, ("default", "orthogonal", "dcgan"))
+        check_choice("model.downsample", self.downsample, ("strided", "avg_pool", "max_pool"))
+        check_choice("model.upsample", self.upsample, ("conv_transpose", "pixel_shuffle", "nearest"))
+        check_choice("model.d_batches", self.d_batches, ("separate", "mixed"))
         for key in ("z_dim", "g_hidden", "d_hidden", "g_layers", "d_layers", "g_channels", "d_channels",
                     "reference_batch_size", "maxout_pieces"):
-            _check_range(f"model.{key}", getattr(self, key), 1)
-        _check_range("model.g_width", self.g_width, 0, low_open=True)
-        _check_range("model.d_width", self.d_width, 0, low_open=True)
-        _check_range("model.bn_momentum", self.bn_momentum, 0, 1)
-        _check_range("model.d_dropout", self.d_dropout, 0, 1, high_open=True)
-        _check_range("model.g_dropout", self.g_dropout, 0, 1, high_open=True)
-        _check_range("model.g_layer_noise", self.g_layer_noise, 0)
+            check_range(f"model.{key}", getattr(self, key), 1)
+        check_range("model.g_width", self.g_width, 0, low_open=True)
+        check_range("model.d_width", self.d_width, 0, low_open=True)
+        check_range("model.bn_momentum", self.bn_momentum, 0, 1)
+        check_range("model.d_dropout", self.d_dropout, 0, 1, high_open=True)
+        check_range("model.g_dropout", self.g_dropout, 0, 1, high_open=True)
+        check_range("model.g_layer_noise", self.g_layer_noise, 0)
 
 
 LOSS_NAMES = ("non_saturating", "minimax", "wgan", "wgan_gp", "hinge", "lsgan", "relativistic", "dragan",
@@ -155,13 +171,13 @@ class LossConfig:
     lambda_k: float = 0.001     # began: learning rate of k_t
 
     def __post_init__(self) -> None:
-        _check_choice("loss.name", self.name, LOSS_NAMES)
-        _check_range("loss.clip", self.clip, 0, low_open=True)
-        _check_range("loss.gp_weight", self.gp_weight, 0)
-        _check_range("loss.margin", self.margin, 0, low_open=True)
-        _check_range("loss.pt_weight", self.pt_weight, 0)
-        _check_range("loss.gamma", self.gamma, 0, 1)
-        _check_range("loss.lambda_k", self.lambda_k, 0)
+        check_choice("loss.name", self.name, LOSS_NAMES)
+        check_range("loss.clip", self.clip, 0, low_open=True)
+        check_range("loss.gp_weight", self.gp_weight, 0)
+        check_range("loss.margin", self.margin, 0, low_open=True)
+        check_range("loss.pt_weight", self.pt_weight, 0)
+        check_range("loss.gamma", self.gamma, 0, 1)
+        check_range("loss.lambda_k", self.lambda_k, 0)
 
 
 @dataclass
@@ -183,16 +199,16 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for net in ("g", "d"):
             opt: OptimizerConfig = getattr(self, net)
-            _check_choice(f"optim.{net}.name", opt.name, ("adam", "sgd", "rmsprop"))
-            _check_range(f"optim.{net}.lr", opt.lr, 0, low_open=True)
+            check_choice(f"optim.{net}.name", opt.name, ("adam", "sgd", "rmsprop"))
+            check_range(f"optim.{net}.lr", opt.lr, 0, low_open=True)
             if len(opt.betas) != 2:
                 raise ConfigError(f"optim.{net}.betas={opt.betas} must have two values")
             for b in opt.betas:
-                _check_range(f"optim.{net}.betas", b, 0, 1, high_open=True)
-            _check_range(f"optim.{net}.momentum", opt.momentum, 0, 1, high_open=True)
-            _check_range(f"optim.{net}.weight_decay", opt.weight_decay, 0)
-        _check_range("optim.n_critic", self.n_critic, 1)
-        _check_range("optim.g_steps", self.g_steps, 1)
+                check_range(f"optim.{net}.betas", b, 0, 1, high_open=True)
+            check_range(f"optim.{net}.momentum", opt.momentum, 0, 1, high_open=True)
+            check_range(f"optim.{net}.weight_decay", opt.weight_decay, 0)
+        check_range("optim.n_critic", self.n_critic, 1)
+        check_range("optim.g_steps", self.g_steps, 1)
 
 
 @dataclass
@@ -211,11 +227,11 @@ class EmaConfig:
     standing_batches: int = 16
 
     def __post_init__(self) -> None:
-        _check_range("ema.decay", self.decay, 0, 1, high_open=True)
-        _check_range("ema.every", self.every, 1)
-        _check_range("ema.start", self.start, 0)
-        _check_choice("ema.bn_stats", self.bn_stats, ("averaged", "standing"))
-        _check_range("ema.standing_batches", self.standing_batches, 1)
+        check_range("ema.decay", self.decay, 0, 1, high_open=True)
+        check_range("ema.every", self.every, 1)
+        check_range("ema.start", self.start, 0)
+        check_choice("ema.bn_stats", self.bn_stats, ("averaged", "standing"))
+        check_range("ema.standing_batches", self.standing_batches, 1)
 
 
 @dataclass
@@ -228,7 +244,7 @@ class FailureWatchConfig:
     stop_on_non_finite: bool = True
 
     def __post_init__(self) -> None:
-        _check_range("monitor.failure_watch.window", self.window, 2)
+        check_range("monitor.failure_watch.window", self.window, 2)
 
 
 @dataclass
@@ -243,8 +259,8 @@ class MonitorConfig:
     failure_watch: FailureWatchConfig = field(default_factory=FailureWatchConfig)
 
     def __post_init__(self) -> None:
-        _check_range("monitor.grad_norm_every", self.grad_norm_every, 0)
-        _check_range("monitor.check_every", self.check_every, 0)
+        check_range("monitor.grad_norm_every", self.grad_norm_every, 0)
+        check_range("monitor.check_every", self.check_every, 0)
 
 
 @dataclass
@@ -273,19 +289,19 @@ class MetricsConfig:
     select_metric: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _check_choice("metrics.extractor", self.extractor, ("domain", "inception", "none"))
-        _check_range("metrics.image_samples", self.image_samples, 2)
-        _check_range("metrics.stacked_samples", self.stacked_samples, 1)
-        _check_range("metrics.kid_subset_size", self.kid_subset_size, 2)
-        _check_choice("metrics.interpolation", self.interpolation, ("slerp", "lerp"))
-        _check_choice("metrics.primary", self.primary, ("raw", "ema"))
-        _check_range("metrics.every", self.every, 0)
-        _check_range("metrics.n_samples", self.n_samples, 1)
-        _check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)
-        _check_range("metrics.eval_repeats", self.eval_repeats, 1)
-        _check_choice("metrics.select_metric", self.select_metric, (None, *METRIC_DIRECTIONS))
+        check_choice("metrics.extractor", self.extractor, ("domain", "inception", "none"))
+        check_range("metrics.image_samples", self.image_samples, 2)
+        check_range("metrics.stacked_samples", self.stacked_samples, 1)
+        check_range("metrics.kid_subset_size", self.kid_subset_size, 2)
+        check_choice("metrics.interpolation", self.interpolation, ("slerp", "lerp"))
+        check_choice("metrics.primary", self.primary, ("raw", "ema"))
+        check_range("metrics.every", self.every, 0)
+        check_range("metrics.n_samples", self.n_samples, 1)
+        check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)
+        check_range("metrics.eval_repeats", self.eval_repeats, 1)
+        check_choice("metrics.select_metric", self.select_metric, (None, *METRIC_DIRECTIONS))
         for k in ("prc_neighborhood", "prdc_nearest_k"):
-            _check_range(f"metrics.{k}", getattr(self, k), 1)
+            check_range(f"metrics.{k}", getattr(self, k), 1)
             for samples in ("n_samples", "image_samples"):  # every sample's k-th neighbour among the others
                 if getattr(self, samples) <= getattr(self, k):
                     raise ConfigError(f"metrics.{samples}={getattr(self, samples)} must exceed metrics.{k}="
@@ -304,8 +320,8 @@ class LoggerConfig:
     init_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
-        _check_choice("logger.mode", self.mode, (None, "online", "offline"))
-        _check_range("logger.init_timeout_s", self.init_timeout_s, 0, low_open=True)
+        check_choice("logger.mode", self.mode, (None, "online", "offline"))
+        check_range("logger.init_timeout_s", self.init_timeout_s, 0, low_open=True)
 
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
@@ -323,10 +339,10 @@ class TrainerConfig:
     enable_progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        _check_range("trainer.max_steps", self.max_steps, 1)
-        _check_choice("trainer.strategy", self.strategy, STRATEGIES)
-        _check_range("trainer.num_nodes", self.num_nodes, 1)
-        _check_range("trainer.log_every_n_steps", self.log_every_n_steps, 1)
+        check_range("trainer.max_steps", self.max_steps, 1)
+        check_choice("trainer.strategy", self.strategy, STRATEGIES)
+        check_range("trainer.num_nodes", self.num_nodes, 1)
+        check_range("trainer.log_every_n_steps", self.log_every_n_steps, 1)
 
 
 DESIGNS = ("add_one", "leave_one_out", "factorial", "explicit", "fractional", "screening")
@@ -351,11 +367,11 @@ class AblationConfig:
     reference: Optional[str] = None  # the cell the others are compared with
 
     def __post_init__(self) -> None:
-        _check_choice("ablation.design", self.design, DESIGNS)
-        _check_range("ablation.seeds", self.seeds, 1)
-        _check_range("ablation.max_cells", self.max_cells, 1)
+        check_choice("ablation.design", self.design, DESIGNS)
+        check_range("ablation.seeds", self.seeds, 1)
+        check_range("ablation.max_cells", self.max_cells, 1)
         if self.resolution is not None:
-            _check_choice("ablation.resolution", self.resolution, RESOLUTIONS)
+            check_choice("ablation.resolution", self.resolution, RESOLUTIONS)
             if self.design != "fractional":
                 raise ConfigError(f"ablation.resolution={self.resolution} applies to ablation.design=fractional only "
                                   f"(here {self.design}); leave it unset")
@@ -368,7 +384,7 @@ class CheckpointConfig:
     resume: bool = True         # false: start over even when last.ckpt exists
 
     def __post_init__(self) -> None:
-        _check_range("checkpoint.every", self.every, 0)
+        check_range("checkpoint.every", self.every, 0)
 
 
 @dataclass
@@ -391,11 +407,19 @@ class TrainConfig:
     trick: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_range("seed", self.seed, 0)
+        check_range("seed", self.seed, 0)
+
+
+# The EMA keys the `ema` trick exposes as trick.ema.* (its Params, gan_ablate/conf/trick/ema.yaml): their defaults
+# are EmaConfig's, handed to ema.yaml as the stored config `ema_trick_defaults` so that they are stated here only
+EMA_TRICK_KEYS = ("decay", "every", "start")
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    # a plain mapping, not a schema: trick.ema's keys and types are its Params' business (tricks/base.parse_params)
+    store.store(name="ema_trick_defaults", node={key: getattr(EmaConfig, key) for key in EMA_TRICK_KEYS})
 
 
 def _unknown_keys(node: DictConfig, schema: type, prefix: str = ""):

@@ -455,10 +455,22 @@ def test_register_refuses_what_is_not_a_trick_class(monkeypatch, not_a_trick):
                           "trick.instance_noise: std, decay_steps), got 3"),
     ("skip_z", {"z": 1}, "trick.skip_z.z: Key 'z' not in 'Params' (keys of trick.skip_z: none)"),
     ("skip_z", 3, "trick.skip_z: expected its parameters as a mapping (keys of trick.skip_z: none), got 3"),
-    # a value its Params refuses: the trick's own message, under the trick's key
-    ("instance_noise", {"std": -1.0}, "trick.instance_noise.std=-1.0 must be >= 0"),
-    ("historical_averaging", {"weight": -1.0}, "trick.historical_averaging.weight=-1.0 must be >= 0"),
-    ("n_critic", {"steps": 0}, "trick.n_critic.steps=0 must be >= 1"),
+    # a value its Params refuses: config.check_range's message (the config's own), under the trick's key
+    ("instance_noise", {"std": -1.0}, "trick.instance_noise.std=-1.0 is out of range; it must lie in [0, inf]"),
+    ("instance_noise", {"decay_steps": 0},
+     "trick.instance_noise.decay_steps=0 is out of range; it must lie in [1, inf] or be null"),
+    ("historical_averaging", {"weight": -1.0},
+     "trick.historical_averaging.weight=-1.0 is out of range; it must lie in [0, inf]"),
+    ("n_critic", {"steps": 0}, "trick.n_critic.steps=0 is out of range; it must lie in [1, inf]"),
+    # of two values checked together before, the one that is wrong
+    ("ttur", {"lr_d": 0.0}, "trick.ttur.lr_d=0.0 is out of range; it must lie in (0, inf]"),
+    ("grad_clip", {"max_norm_g": -1.0}, "trick.grad_clip.max_norm_g=-1.0 is out of range; it must lie in (0, inf]"),
+    ("experience_replay", {"fraction": 1.5},
+     "trick.experience_replay.fraction=1.5 is out of range; it must lie in [0, 1]"),
+    ("checkpoint_swap", {"keep": 0}, "trick.checkpoint_swap.keep=0 is out of range; it must lie in [1, inf]"),
+    ("checkpoint_swap", {"net": "x"}, "trick.checkpoint_swap.net='x' is not allowed; choose one of: d, g"),
+    ("one_sided_label_smoothing", {"real": 0.0},
+     "trick.one_sided_label_smoothing.real=0.0 is out of range; it must lie in (0, 1]"),
 ])
 def test_bad_trick_parameters_are_refused_with_one_line_naming_the_key(trick, raw, message):
     with pytest.raises(ConfigError) as refused:

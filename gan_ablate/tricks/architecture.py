@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import check_choice, check_range
 from gan_ablate.nets.layers import init_weights
 from gan_ablate.tricks.base import Trick, register
 from gan_ablate.tricks.labels import d_features
@@ -55,8 +55,8 @@ class MinibatchDiscrimination(Trick):
         kernel_dim: int = 5
 
         def __post_init__(self):
-            if self.kernels < 1 or self.kernel_dim < 1:
-                raise ConfigError("kernels and kernel_dim must be >= 1")
+            check_range("kernels", self.kernels, 1)
+            check_range("kernel_dim", self.kernel_dim, 1)
 
     def setup(self, gan):
         d = gan.D  # never a WithReferenceBatch: this trick refuses the reference-batch norms
@@ -106,8 +106,7 @@ class MultiGeneratorTrick(Trick):
         k: int = 3
 
         def __post_init__(self):
-            if self.k < 2:
-                raise ConfigError(f"k={self.k} must be >= 2")
+            check_range("k", self.k, 2)
 
     def setup(self, gan):
         seeds = torch.randint(2**62, (self.params.k - 1,), generator=torch.Generator().manual_seed(gan.cfg.seed))
@@ -156,8 +155,7 @@ class VAEGAN(Trick):
         recon_space: str = "d_features"
 
         def __post_init__(self):
-            if self.recon_space not in ("d_features", "pixels"):
-                raise ConfigError(f"recon_space={self.recon_space!r} is not allowed; choose one of: d_features, pixels")
+            check_choice("recon_space", self.recon_space, ("d_features", "pixels"))
 
     def setup(self, gan):
         gan.replace_net("G", VAEGANGenerator(gan.G, gan.sample_shape, gan.cfg.model.z_dim, self.params.hidden))

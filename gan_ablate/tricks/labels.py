@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import ConfigError, check_range
 from gan_ablate.nets.layers import WithReferenceBatch
 from gan_ablate.tricks.base import Trick, register
 
@@ -52,8 +52,7 @@ class OneSidedLabelSmoothing(Trick):
         real: float = 0.9
 
         def __post_init__(self):
-            if not 0.0 < self.real <= 1.0:
-                raise ConfigError(f"real={self.real} must lie in (0, 1]")
+            check_range("real", self.real, 0, 1, low_open=True)
 
     def d_targets(self, real_t, fake_t, ctx):
         return torch.full_like(real_t, self.params.real), fake_t
@@ -70,8 +69,7 @@ class NoisyLabels(Trick):
         p: float = 0.05
 
         def __post_init__(self):
-            if not 0.0 <= self.p <= 1.0:
-                raise ConfigError(f"p={self.p} must lie in [0, 1]")
+            check_range("p", self.p, 0, 1)
 
     def d_targets(self, real_t, fake_t, ctx):
         def flip(t):

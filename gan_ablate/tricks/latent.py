@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from gan_ablate.config import ConfigError, TrickConflict
+from gan_ablate.config import TrickConflict, check_range
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.tricks.base import Trick, register
 
@@ -42,8 +42,7 @@ class Truncation(Trick):
         threshold: float = 1.0
 
         def __post_init__(self):
-            if self.threshold <= 0:
-                raise ConfigError(f"threshold={self.threshold} must be > 0")
+            check_range("threshold", self.threshold, 0, low_open=True)
 
     def setup(self, gan):
         self.latent = gan.cfg.model.latent

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import check_range
 from gan_ablate.tricks.base import Trick, register
 
 
@@ -21,10 +21,8 @@ class InstanceNoise(Trick):
         decay_steps: Optional[int] = None   # None: decay to 0 over the whole run
 
         def __post_init__(self):
-            if self.std < 0:
-                raise ConfigError(f"std={self.std} must be >= 0")
-            if self.decay_steps is not None and self.decay_steps < 1:
-                raise ConfigError(f"decay_steps={self.decay_steps} must be >= 1 or null")
+            check_range("std", self.std, 0)
+            check_range("decay_steps", self.decay_steps, 1, nullable=True)
 
     def std_at(self, iteration: int, max_steps: int) -> float:
         horizon = self.params.decay_steps or max_steps

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import ConfigError, check_range
 from gan_ablate.tricks.base import Trick, register
 
 WEIGHTED_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
@@ -33,8 +33,7 @@ class SpectralNorm(Trick):
         n_power_iterations: int = 1
 
         def __post_init__(self):
-            if self.n_power_iterations < 1:
-                raise ConfigError(f"n_power_iterations={self.n_power_iterations} must be >= 1")
+            check_range("n_power_iterations", self.n_power_iterations, 1)
             if not (self.on_d or self.on_g):
                 raise ConfigError("on_d and on_g are both false: nothing to normalise")
 

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import EmaConfig, check_range
 from gan_ablate.tricks.base import Trick, register
-
-
-def _at_least(minimum, **values):
-    for key, value in values.items():
-        if value < minimum:
-            raise ConfigError(f"{key}={value} must be >= {minimum}")
 
 
 @register
@@ -28,7 +22,7 @@ class NCritic(Trick):
         steps: int = 5
 
         def __post_init__(self):
-            _at_least(1, steps=self.steps)
+            check_range("steps", self.steps, 1)
 
 
 @register
@@ -41,7 +35,7 @@ class GSteps(Trick):
         steps: int = 2
 
         def __post_init__(self):
-            _at_least(1, steps=self.steps)
+            check_range("steps", self.steps, 1)
 
 
 @register
@@ -55,8 +49,8 @@ class TTUR(Trick):
         lr_d: float = 4e-4
 
         def __post_init__(self):
-            if self.lr_g <= 0 or self.lr_d <= 0:
-                raise ConfigError("lr_g and lr_d must be > 0")
+            check_range("lr_g", self.lr_g, 0, low_open=True)
+            check_range("lr_d", self.lr_d, 0, low_open=True)
 
 
 @register
@@ -71,10 +65,10 @@ class EMA(Trick):
     revision_note = "before: a constant decay 0.999 from iteration 0, so the untrained G dominated short runs"
 
     @dataclass
-    class Params:
-        decay: float = 0.999
-        every: int = 1
-        start: int = 0
+    class Params:  # config.EMA_TRICK_KEYS, with EmaConfig's defaults: ema.yaml hands them on to ema.*
+        decay: float = EmaConfig.decay
+        every: int = EmaConfig.every
+        start: int = EmaConfig.start
 
 
 @register
@@ -87,7 +81,7 @@ class LargeBatch(Trick):
         batch_size: int = 1024
 
         def __post_init__(self):
-            _at_least(1, batch_size=self.batch_size)
+            check_range("batch_size", self.batch_size, 1)
 
 
 @register
@@ -104,8 +98,8 @@ class WGANGP(Trick):
         n_critic: int = 5
 
         def __post_init__(self):
-            _at_least(1, n_critic=self.n_critic)
-            _at_least(0, gp_weight=self.gp_weight)
+            check_range("n_critic", self.n_critic, 1)
+            check_range("gp_weight", self.gp_weight, 0)
 
 
 @register
@@ -119,8 +113,8 @@ class Capacity(Trick):
         d: float = 2.0
 
         def __post_init__(self):
-            if self.g <= 0 or self.d <= 0:
-                raise ConfigError("g and d must be > 0")
+            check_range("g", self.g, 0, low_open=True)
+            check_range("d", self.d, 0, low_open=True)
 
 
 @register

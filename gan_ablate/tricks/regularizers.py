@@ -6,15 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import check_range
 from gan_ablate.penalties import gradient_penalty
 from gan_ablate.tricks.base import Trick, register
-
-
-def _non_negative(**values):
-    for key, value in values.items():
-        if value < 0:
-            raise ConfigError(f"{key}={value} must be >= 0")
 
 
 @register
@@ -29,7 +23,7 @@ class GradientPenalty(Trick):
         weight: float = 10.0
 
         def __post_init__(self):
-            _non_negative(weight=self.weight)
+            check_range("weight", self.weight, 0)
 
     def d_penalty(self, gan, real, fake, ctx):
         return self.params.weight * gradient_penalty(gan.D, real.x, fake)
@@ -46,8 +40,8 @@ class GradClip(Trick):
         max_norm_g: float = 10.0
 
         def __post_init__(self):
-            if self.max_norm_d <= 0 or self.max_norm_g <= 0:
-                raise ConfigError("max_norm_d and max_norm_g must be > 0")
+            check_range("max_norm_d", self.max_norm_d, 0, low_open=True)
+            check_range("max_norm_g", self.max_norm_g, 0, low_open=True)
 
     def before_d_step(self, gan, ctx):
         nn.utils.clip_grad_norm_(gan.D.parameters(), self.params.max_norm_d)
@@ -89,7 +83,8 @@ class OrthogonalReg(Trick):
         d_beta: float = 0.0
 
         def __post_init__(self):
-            _non_negative(beta=self.beta, d_beta=self.d_beta)
+            check_range("beta", self.beta, 0)
+            check_range("d_beta", self.d_beta, 0)
 
     def before_d_step(self, gan, ctx):
         if self.params.d_beta > 0:
@@ -129,7 +124,7 @@ class HistoricalAveraging(Trick):
         weight: float = 1e-3
 
         def __post_init__(self):
-            _non_negative(weight=self.weight)
+            check_range("weight", self.weight, 0)
 
     def __init__(self, params=None):
         super().__init__(params)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_ablate.config import ConfigError
+from gan_ablate.config import check_range
 from gan_ablate.tricks.base import Trick, register
 
 
@@ -77,8 +77,8 @@ class ExperienceReplay(_ReplayTrick):
         fraction: float = 0.25
 
         def __post_init__(self):
-            if self.buffer_size < 1 or not 0.0 <= self.fraction <= 1.0:
-                raise ConfigError("buffer_size must be >= 1 and fraction in [0, 1]")
+            check_range("buffer_size", self.buffer_size, 1)
+            check_range("fraction", self.fraction, 0, 1)
 
     def replay_fraction(self):
         return self.params.fraction
@@ -99,8 +99,7 @@ class GHistory(_ReplayTrick):
         buffer_size: int = 6400
 
         def __post_init__(self):
-            if self.buffer_size < 1:
-                raise ConfigError(f"buffer_size={self.buffer_size} must be >= 1")
+            check_range("buffer_size", self.buffer_size, 1)
 
     def replay_fraction(self):
         return 0.5

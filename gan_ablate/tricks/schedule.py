@@ -7,7 +7,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from gan_ablate.config import ConfigError, ScheduleOutsideRun
+from gan_ablate.config import ScheduleOutsideRun, check_choice, check_range
 from gan_ablate.tricks.base import Trick, register
 
 log = logging.getLogger("gan_ablate")
@@ -26,8 +26,7 @@ class LossBalancing(Trick):
         max_extra: int = 5
 
         def __post_init__(self):
-            if self.max_extra < 0:
-                raise ConfigError(f"max_extra={self.max_extra} must be >= 0")
+            check_range("max_extra", self.max_extra, 0)
 
     def repeat_d_step(self, d_loss, extra, ctx):
         # .item() syncs with the device: the price of a loss-driven schedule
@@ -52,10 +51,9 @@ class CheckpointSwap(Trick):
         duration: int = 10
 
         def __post_init__(self):
-            if self.net not in ("d", "g"):
-                raise ConfigError(f"net={self.net!r} is not allowed; choose one of: d, g")
-            if min(self.snapshot_every, self.keep, self.swap_every, self.duration) < 1:
-                raise ConfigError("snapshot_every, keep, swap_every and duration must be >= 1")
+            check_choice("net", self.net, ("d", "g"))
+            for key in ("snapshot_every", "keep", "swap_every", "duration"):
+                check_range(key, getattr(self, key), 1)
 
     def __init__(self, params=None):
         super().__init__(params)
