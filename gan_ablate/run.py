@@ -31,7 +31,7 @@ from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, Checkpoin
                                              KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
                                              read_checkpoint, resumable_checkpoint)
 from gan_ablate.callbacks.selection import BestSelection
-from gan_ablate.config import ConfigError, TrainConfig, validate
+from gan_ablate.config import ConfigError, TrainConfig
 from gan_ablate.data import build_datamodule
 from gan_ablate.data.toy import MixtureDataModule
 from gan_ablate.distributed import RunFolderDDPStrategy
@@ -43,7 +43,7 @@ from gan_ablate.nets.layers import sample_latent
 from gan_ablate.plots import plot_images, plot_points
 from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, loss_revision, run_name,
                                trick_revisions, uses_mode_labels)
-from gan_ablate.tricks import build_tricks
+from gan_ablate.validation import check_config
 
 log = logging.getLogger("gan_ablate")
 
@@ -90,13 +90,6 @@ def wandb_mode(configured: Optional[str]) -> str:
     except Exception:  # no ~/.netrc, or one netrc cannot parse
         pass
     return "offline"
-
-
-def check_config(cfg: DictConfig) -> TrainConfig:
-    """Everything that can be refused before training: values, trick names, parameters, conflicts."""
-    settings = validate(cfg)
-    build_tricks(settings.trick, settings)
-    return settings
 
 
 class CSVLogger(pl.loggers.CSVLogger):
