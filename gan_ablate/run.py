@@ -1,9 +1,7 @@
 """One training run: data, module, loggers, evaluation and the result record, from a validated config."""
 from __future__ import annotations
 
-import dataclasses
 import errno
-import functools
 import logging
 import os
 import secrets
@@ -22,21 +20,16 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from gan_ablate.callbacks import EvaluationCallback
-from gan_ablate.callbacks.evaluation import LatentOnly, LatentSets
 from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, CheckpointOnSignal, IterationCheckpoint,
                                              KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
                                              read_checkpoint, resumable_checkpoint)
 from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.config import ConfigError, TrainConfig
 from gan_ablate.data import build_datamodule
-from gan_ablate.data.toy import MixtureDataModule
 from gan_ablate.distributed import RunFolderDDPStrategy
+from gan_ablate.evaluators import build_evaluation, build_selection
 from gan_ablate.loggers import RunWandbLogger
-from gan_ablate.metrics.modes import ModeEvaluator
-from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
-from gan_ablate.nets.layers import sample_latent
-from gan_ablate.plots import plot_images, plot_points
 from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, loss_revision, run_name,
                                trick_revisions, uses_mode_labels)
 from gan_ablate.run_folder import AttemptClock, config_fingerprint, previous_attempt, stop_on_full_disk
@@ -150,100 +143,6 @@ def define_summaries(experiment) -> None:
     for net in ("raw", "ema"):
         for metric in METRIC_DIRECTIONS:
             experiment.define_metric(f"eval/{net}/{metric}", summary=summary_rule(metric))
-
-
-def evaluation_latent(settings: TrainConfig, dm) -> torch.Tensor:
-    """The fixed latent batch every evaluation of the run uses: from the run's seed, not from the
-    training stream, and the same on every rank (each generates its share of it)."""
-    m, model = settings.metrics, settings.model
-    if isinstance(dm, MixtureDataModule):
-        n = m.n_samples
-    elif settings.data.name == "stacked_mnist" and m.extractor != "none":
-        n = m.stacked_samples
-    else:
-        n = m.image_samples
-    z = sample_latent(n, model.z_dim, model.latent, generator=torch.Generator().manual_seed(settings.seed))
-    return z[:64] if m.extractor == "none" and not isinstance(dm, MixtureDataModule) else z
-
-
-def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
-    """FID/KID/IS on the chosen extractor, or only sample grids with metrics.extractor=none."""
-    from gan_ablate.metrics.domain import load_or_train, weights_file
-    from gan_ablate.metrics.fidelity import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, ImageFidelityEvaluator,
-                                             check_inception, registered_reference)
-
-    m = settings.metrics
-    if m.extractor == "none":
-        return ImageSampler(z)
-    if settings.data.name == "stacked_mnist":
-        from gan_ablate.data.images import MnistDataModule
-        from gan_ablate.metrics.stacked import StackedMnistEvaluator
-
-        mnist = MnistDataModule(dataclasses.replace(settings.data, name="mnist"), 1).prepare()
-        classifier, info = load_or_train(mnist.data, mnist.labels, Path(m.cache_dir).expanduser() / "extractors", "mnist")
-        return StackedMnistEvaluator(z, classifier, info)
-    if m.extractor == "inception":
-        check_inception(m.inception_weights)
-        info = {"extractor": INCEPTION_EXTRACTOR}
-        weights = None if m.inception_weights is None else Path(m.inception_weights).expanduser()
-        name = INCEPTION_EXTRACTOR
-    else:
-        if dm.labels is None:
-            raise ConfigError(f"metrics.extractor=domain needs labelled data; data={settings.data.name} has none: "
-                              "use metrics.extractor=inception or metrics.extractor=none")
-        cache = Path(m.cache_dir).expanduser() / "extractors"
-        _, info = load_or_train(dm.data, dm.labels, cache, settings.data.name)
-        log.info("domain classifier %s: held-out accuracy %.4f", info["extractor"], info["test_accuracy"])
-        weights, name = weights_file(cache, settings.data.name, dm.data, dm.labels), DOMAIN_EXTRACTOR
-    return ImageFidelityEvaluator(z, dm.data, name, weights, info, Path(m.cache_dir) / "real-stats",
-                                  m.kid_subset_size,
-                                  registered=registered_reference(settings.data.name, settings.data.root, name),
-                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
-
-
-def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = True) -> EvaluationCallback:
-    """The evaluation callback; with scoring=False (ranks other than 0) it only generates samples."""
-    m = settings.metrics
-    z = evaluation_latent(settings, dm)
-    if m.extractor == "none" and not isinstance(dm, MixtureDataModule) and (m.eval_repeats > 1 or m.select_best):
-        asked = f"metrics.eval_repeats={m.eval_repeats}" if m.eval_repeats > 1 else "metrics.select_best=true"
-        raise ConfigError(f"{asked} needs metrics, and metrics.extractor=none measures none on images: "
-                          "use metrics.extractor=domain or inception")
-    more = dict(latent_sets=LatentSets(len(z), settings.model.z_dim, settings.model.latent, settings.seed),
-                repeats=m.eval_repeats)
-    if not scoring:
-        return EvaluationCallback(LatentOnly(z), m.every, **more)
-    if isinstance(dm, MixtureDataModule):
-        modes = dm.modes()
-        evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas,
-                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
-        plot = functools.partial(plot_points, modes=modes)  # a partial, not a lambda: ddp_spawn pickles it
-    else:
-        evaluator = image_evaluator(settings, dm, z)
-        plot = plot_images
-    return EvaluationCallback(evaluator, m.every, sample_dir=run_dir / "samples", plot=plot,
-                              interpolation=None if isinstance(dm, MixtureDataModule) else m.interpolation, **more)
-
-
-# what metrics.select_best chooses by, per kind of data: the metrics its evaluation gives, the default first (a
-# continuous one: modes are integers, many evaluations tie)
-FIDELITY_DIVERSITY = ("precision", "recall", "density", "coverage")
-SELECTABLE = {"mixture": ("reverse_kl", "modes", "hq", *FIDELITY_DIVERSITY), "stacked_mnist": ("kl", "modes"),
-              "images": ("fid", "kid", "is", *FIDELITY_DIVERSITY)}
-
-
-def build_selection(settings: TrainConfig, dm, evaluation: EvaluationCallback) -> Optional[BestSelection]:
-    """metrics.select_best's callback (None without it), choosing by metrics.select_metric of metrics.primary's G."""
-    m = settings.metrics
-    if not m.select_best:
-        return None
-    kind = ("mixture" if isinstance(dm, MixtureDataModule)
-            else "stacked_mnist" if settings.data.name == "stacked_mnist" else "images")
-    metric = m.select_metric or SELECTABLE[kind][0]
-    if metric not in SELECTABLE[kind]:
-        raise ConfigError(f"metrics.select_metric={metric} is not measured on data={settings.data.name}; "
-                          f"choose one of: {', '.join(SELECTABLE[kind])}")
-    return BestSelection(evaluation, m.primary, metric, METRIC_DIRECTIONS[metric])
 
 
 def build_strategy(t, run_dir: Path):
