@@ -4,14 +4,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import secrets
 import signal
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from netrc import netrc
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -24,15 +22,14 @@ from gan_ablate.callbacks.checkpoint import (LAST, AtomicCheckpointIO, Checkpoin
                                              KeepLogsInStep, UnusableCheckpoint, has_checkpoint, kept_csv_rows,
                                              read_checkpoint, resumable_checkpoint)
 from gan_ablate.callbacks.selection import BestSelection
-from gan_ablate.config import ConfigError, TrainConfig
+from gan_ablate.config import ConfigError
 from gan_ablate.data import build_datamodule
 from gan_ablate.distributed import RunFolderDDPStrategy
 from gan_ablate.evaluators import build_evaluation, build_selection
-from gan_ablate.loggers import RunWandbLogger
 from gan_ablate.module import GANModule
-from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, loss_revision, run_name,
-                               trick_revisions, uses_mode_labels)
+from gan_ablate.record import RunRecord, loss_revision, run_name, trick_revisions, uses_mode_labels
 from gan_ablate.run_folder import AttemptClock, config_fingerprint, previous_attempt, stop_on_full_disk
+from gan_ablate.run_loggers import build_loggers, finish_wandb, put_back_rows, summarise_in_wandb
 from gan_ablate.validation import check_config
 
 log = logging.getLogger("gan_ablate")
@@ -64,85 +61,6 @@ class SweepInfo:
         return {} if self.group is None else {
             "sweep": self.group, "job_num": self.job_num, "design": self.design, "cell": self.cell,
             "reference": self.reference, "overrides": self.overrides}
-
-
-def wandb_mode(configured: Optional[str]) -> str:
-    """Offline unless the user asked otherwise or has W&B credentials set up."""
-    if configured:
-        return configured
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        if netrc().authenticators("api.wandb.ai"):
-            return "online"
-    except Exception:  # no ~/.netrc, or one netrc cannot parse
-        pass
-    return "offline"
-
-
-class CSVLogger(pl.loggers.CSVLogger):
-    """Lightning's, naming its file in the error of a write that fails (the csv module's writes name none), so
-    that a full disk is reported with the file it could not write."""
-
-    def save(self) -> None:
-        try:
-            super().save()
-        except OSError as e:
-            e.filename = e.filename or self.experiment.metrics_file_path
-            raise
-
-
-def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep: SweepInfo, resolved: dict):
-    loggers = []
-    if settings.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version="csv"))
-    if settings.logger.wandb:
-        import wandb
-
-        os.environ.setdefault("WANDB_SILENT", "true")
-        tricks = list(settings.trick)
-        # group = the sweep; the cell and seed in the config, so W&B's grouped tables split by them
-        wandb_logger = RunWandbLogger(
-            run_dir, wandb_run_id(run_dir, settings.checkpoint.resume),
-            project=settings.logger.project, entity=settings.logger.entity, name=name,
-            group=sweep.group, tags=(tricks or ["baseline"]) + ([f"design:{sweep.design}"] if sweep.design else []),
-            mode=wandb_mode(settings.logger.mode), reinit=True,
-            settings=wandb.Settings(init_timeout=settings.logger.init_timeout_s),
-            config={**resolved, "cell": sweep.cell or name.rsplit("-s", 1)[0], "design": sweep.design,
-                    "sweep": sweep.group},
-            resume="allow",
-        )
-        # Lightning always passes `anonymous`, which current wandb warns about on every run
-        wandb_logger._wandb_init.pop("anonymous", None)
-        define_summaries(wandb_logger.experiment)
-        loggers.append(wandb_logger)
-    return loggers
-
-
-def wandb_run_id(run_dir: Path, resume: bool) -> str:
-    """One W&B run per run folder: a resumed run (after SIGKILL or a SLURM requeue) continues it. One
-    started over (checkpoint.resume=false) is a new W&B run: the old one's rows are another training's."""
-    path = Path(run_dir) / "wandb_run_id"
-    if not resume or not path.exists():
-        path.write_text(secrets.token_hex(6))  # W&B ids: lower-case letters and digits
-    return path.read_text().strip()
-
-
-def summary_rule(metric: str) -> str:
-    """What a run's row in W&B's tables shows of an evaluation metric: the best FID/KID/IS, the final mode metrics,
-    and the last value of what has no better direction (a spread such as kid_std, a sample count)."""
-    if metric in FINAL_METRICS or metric not in METRIC_DIRECTIONS:
-        return "last"
-    return "min" if METRIC_DIRECTIONS[metric] < 0 else "max"
-
-
-def define_summaries(experiment) -> None:
-    """W&B keeps each evaluation metric's summary_rule aggregate (of the rows since the run's latest start)."""
-    for net in ("raw", "ema"):
-        for metric in METRIC_DIRECTIONS:
-            experiment.define_metric(f"eval/{net}/{metric}", summary=summary_rule(metric))
 
 
 def build_strategy(t, run_dir: Path):
@@ -228,11 +146,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
                       fid_reference=getattr(evaluation.evaluator, "reference", None))
         kept_rows = kept_csv_rows(run_dir / "csv" / "metrics.csv", checkpoint) if resume else []
         loggers = build_loggers(settings, run_dir, name, sweep, resolved) if main_rank else []
-        for logger in loggers:  # a new CSV logger empties the file: put back the rows the checkpoint saw
-            if isinstance(logger, pl.loggers.CSVLogger):
-                logger.experiment.metrics.extend(kept_rows)
-            elif isinstance(logger, RunWandbLogger):  # those W&B lost when the run was killed
-                logger.replay(kept_rows)
+        put_back_rows(loggers, kept_rows)
         saver = IterationCheckpoint(last_ckpt.parent, settings.checkpoint.every, fingerprint)
         on_signal = CheckpointOnSignal(saver)
         t = settings.trainer
@@ -286,7 +200,7 @@ def train(cfg: DictConfig, run_dir: Path, sweep: SweepInfo | None = None,
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
         raise
     finally:
-        _finish_wandb(loggers)
+        finish_wandb(loggers)
     if on_signal.received is not None:
         on_signal.hand_back()  # requeue and exit
     return record
@@ -307,32 +221,3 @@ def restore_final_state(checkpoint: dict, module: GANModule, evaluation: Evaluat
         if callback is not None:
             callback.load_state_dict(checkpoint["callbacks"][callback.state_key])
     evaluation.final = {k: v for k, v in evaluation.history[-1].items() if k != "iteration"}
-
-
-def summarise_in_wandb(loggers: list[Any], record: dict) -> None:
-    """The status, final/<G>/<metric> and eval/<G>/<metric> (its summary_rule over the whole history) in
-    each W&B run's summary: one column each in W&B's tables. W&B's own aggregate covers only the rows
-    logged since the run's latest start, and a resumed run's earlier evaluations are in earlier files."""
-    for logger in loggers:
-        if isinstance(logger, RunWandbLogger):
-            logger.unless_failed("writing the summary", lambda: write_summary(logger.experiment.summary, record))
-
-
-def write_summary(summary, record: dict) -> None:
-    aggregate = {"min": min, "max": max, "last": lambda values: values[-1]}
-    summary["status"] = record["status"]
-    for key in ("reason", "diverged_at_iteration"):  # a diverged run says why and where
-        if key in record:
-            summary[key] = record[key]
-    for net, values in record["metrics"].items():
-        for metric, value in values.items():
-            summary[f"final/{net}/{metric}"] = value
-            rule = summary_rule(metric)
-            history = [h[net][metric] for h in record["history"] if metric in h.get(net, {})]
-            summary[f"eval/{net}/{metric}"] = {rule: aggregate[rule](history)}
-
-
-def _finish_wandb(loggers: list[Any]) -> None:
-    for logger in loggers:
-        if isinstance(logger, RunWandbLogger):
-            logger.unless_failed("finishing", lambda: logger.experiment.finish())
