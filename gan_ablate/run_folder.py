@@ -1,5 +1,6 @@
 """The rules of a run folder: which earlier start of a run a new one may resume (the same config, but for
-RESUMABLE_CHANGES), the wall time summed over its attempts, and what a full disk leaves in it."""
+RESUMABLE_CHANGES), the state a final checkpoint restores, the wall time summed over its attempts, and what a full
+disk leaves in it."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,10 @@ from typing import NoReturn, Optional
 
 import pytorch_lightning as pl
 
+from gan_ablate.callbacks import EvaluationCallback
+from gan_ablate.callbacks.selection import BestSelection
 from gan_ablate.config import ConfigError
+from gan_ablate.module import GANModule
 from gan_ablate.record import RunRecord
 
 # keys that may change between the first start of a run and its resumption (`ablation`: the sweep's
@@ -63,6 +67,18 @@ def previous_attempt(run_dir: Path, resolved: dict) -> Optional[dict]:
         raise FolderHoldsAnotherRun(f"{run_dir} holds a run whose {changed} differs from this one's; "
                           "give this run another folder (hydra.run.dir=...) or delete that one")
     return previous
+
+
+def restore_final_state(checkpoint: dict, module: GANModule, evaluation: EvaluationCallback,
+                        selection: Optional[BestSelection] = None) -> None:
+    """What the record needs (iteration, evaluation history and repeats, the selected G's held-out metrics, failure
+    watch) from the final checkpoint: after ddp_spawn, whose child processes trained (Lightning brings back only
+    rank 0's weights), and for a run stopped between its final checkpoint and its record."""
+    module.on_load_checkpoint(checkpoint)
+    for callback in (evaluation, selection):
+        if callback is not None:
+            callback.load_state_dict(checkpoint["callbacks"][callback.state_key])
+    evaluation.final = {k: v for k, v in evaluation.history[-1].items() if k != "iteration"}
 
 
 # how often a running attempt rewrites its time into result.json
