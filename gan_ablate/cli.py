@@ -54,7 +54,8 @@ def hydra_main(cfg: DictConfig) -> str:
     its failure is in its result.json and traceback.txt, and the sweep goes on)."""
     from gan_ablate.callbacks.checkpoint import UnusableCheckpoint
     from gan_ablate.record import RunRecord, run_name
-    from gan_ablate.run import DiskFull, FolderHoldsAnotherRun, train  # heavy: after Hydra parsed the command line
+    from gan_ablate.run import train  # heavy: after Hydra parsed the command line
+    from gan_ablate.run_folder import DiskFull, FolderHoldsAnotherRun
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = _sweep_info(cfg)

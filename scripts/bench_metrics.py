@@ -27,9 +27,9 @@ from bench_overhead import framework_step_time  # noqa: E402
 from gan_ablate.cli import compose_config  # noqa: E402
 from gan_ablate.config import validate  # noqa: E402
 from gan_ablate.data import build_datamodule  # noqa: E402
+from gan_ablate.evaluators import image_evaluator  # noqa: E402
 from gan_ablate.metrics.fidelity import fidelity_metrics  # noqa: E402
 from gan_ablate.module import GANModule  # noqa: E402
-from gan_ablate.run import image_evaluator  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

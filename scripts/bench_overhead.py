@@ -31,7 +31,9 @@ from gan_ablate.cli import compose_config  # noqa: E402
 from gan_ablate.config import validate  # noqa: E402
 from gan_ablate.data import build_datamodule  # noqa: E402
 from gan_ablate.module import GANModule, build_optimizer  # noqa: E402
-from gan_ablate.run import SweepInfo, build_loggers, skip_gpu_probes  # noqa: E402
+from gan_ablate.run import SweepInfo  # noqa: E402
+from gan_ablate.run_loggers import build_loggers  # noqa: E402
+from gan_ablate.trainer import skip_gpu_probes  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

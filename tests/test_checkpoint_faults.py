@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-import gan_ablate.run
+import gan_ablate.run_folder
 from conftest import ROOT, TINY, make_cfg, run_train_py
 from gan_ablate.callbacks.checkpoint import LAST, PREVIOUS, AtomicCheckpointIO, read_checkpoint
-from gan_ablate.run import DiskFull, train
+from gan_ablate.run import train
+from gan_ablate.run_folder import DiskFull
 from test_resume import (RUN, assert_same_run, csv_steps, last_iteration, start, uninterrupted,  # noqa: F401
                          wait_for_checkpoint)
 
@@ -143,7 +144,7 @@ class FullDisk(pl.Callback):
                          ids=["checkpoint", "csv", "record"])
 def test_a_full_disk_stops_the_run_on_one_line_keeping_checkpoint_and_record_and_a_restart_resumes(
         tmp_path, monkeypatch, reference, where, written):
-    monkeypatch.setattr(gan_ablate.run, "HEARTBEAT_S", 0.0)  # the record is written every iteration
+    monkeypatch.setattr(gan_ablate.run_folder, "HEARTBEAT_S", 0.0)  # the record is written every iteration
     disk = FullDisk(monkeypatch, tmp_path / where, written, iteration=110)  # after 2 checkpoints
     with pytest.raises(DiskFull) as stopped:
         train(make_cfg(*SHORT), tmp_path, callbacks=[disk])

@@ -3,7 +3,7 @@ import pytest
 from conftest import make_cfg, run_train_py
 
 from gan_ablate.config import ConfigError, validate
-from gan_ablate.run import check_config
+from gan_ablate.validation import check_config
 
 
 @pytest.mark.parametrize("override,message", [

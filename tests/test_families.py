@@ -11,7 +11,7 @@ from gan_ablate.data import build_datamodule
 from gan_ablate.interpolation import interpolation_grid, lerp, slerp
 from gan_ablate.nets import build_nets
 from gan_ablate.nets.layers import Maxout, ReferenceBatchNorm, WithReferenceBatch, sample_latent
-from gan_ablate.run import check_config
+from gan_ablate.validation import check_config
 
 
 def nets(*overrides, shape=(1, 28, 28)):

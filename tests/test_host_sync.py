@@ -91,7 +91,7 @@ def test_the_non_finite_check_does_not_synchronise_a_gpu():
 def test_adam_steps_stop_probing_for_gpus_on_a_machine_without_one(monkeypatch):
     """With Lightning imported (PYTORCH_NVML_BASED_CUDA_CHECK=1) every Adam step loads NVML to count GPUs
     until CUDA is initialised; train() tells torch once that there are none."""
-    from gan_ablate.run import skip_gpu_probes
+    from gan_ablate.trainer import skip_gpu_probes
 
     if torch.cuda.is_available():
         pytest.skip("a GPU machine: CUDA gets initialised and torch caches the count")

@@ -173,7 +173,7 @@ def test_a_run_records_the_four_for_raw_and_ema_every_evaluation_with_its_k(tmp_
 def test_an_image_runs_wandb_summary_holds_the_four_final_values_after_the_spreads():
     """kid_std, is_std and n_samples have no better side: their summary is the last value, and the metrics
     after them in the record (the four) still reach W&B's summary."""
-    from gan_ablate.run import write_summary
+    from gan_ablate.run_loggers import write_summary
 
     values = {"fid": 9.0, "kid": 0.1, "kid_std": 0.01, "is": 2.0, "is_std": 0.1, "precision": 0.6, "recall": 0.3,
               "density": 0.4, "coverage": 0.2, "n_samples": 2000}

@@ -15,7 +15,7 @@ import torch
 
 from conftest import TINY, run_train_py
 from gan_ablate.callbacks.checkpoint import PREVIOUS, STAMP
-from gan_ablate.run import config_fingerprint
+from gan_ablate.run_folder import config_fingerprint
 
 RUN = [*TINY, "trainer.max_steps=20", "metrics.every=0", "checkpoint.every=10"]
 CKPT = Path("checkpoints") / "last.ckpt"

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import ROOT, TINY, make_cfg, run_train_py
 from gan_ablate.callbacks.checkpoint import kept_csv_rows, read_checkpoint
-from gan_ablate.run import config_change, train
+from gan_ablate.run import train
+from gan_ablate.run_folder import config_change
 
 # stateful tricks, so the checkpoint must carry more than the nets: a replay buffer, historical
 # averages, the failure watch; EMA G is always there

@@ -59,7 +59,7 @@ class Force(pl.Callback):
 
 @pytest.fixture
 def forced(monkeypatch):
-    monkeypatch.setattr("gan_ablate.run.ModeEvaluator", ForcedModes)
+    monkeypatch.setattr("gan_ablate.evaluators.ModeEvaluator", ForcedModes)
     yield
     ForcedModes.value = None
 

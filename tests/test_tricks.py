@@ -282,7 +282,7 @@ def test_g_history_replaces_half_a_batch_of_its_full_buffer_per_d_update():
 ])
 def test_conflicts_are_refused_naming_both(tricks, extra, names):
     from conftest import make_cfg
-    from gan_ablate.run import check_config
+    from gan_ablate.validation import check_config
     with pytest.raises(ConfigError, match=rf"{names[0]}.*conflicts with.*{names[1]}"):
         check_config(make_cfg(tricks, *extra))
 

@@ -8,7 +8,7 @@ from conftest import image_folders, make_cfg, make_module
 
 from gan_ablate.config import ConfigError, validate
 from gan_ablate.data import build_datamodule
-from gan_ablate.run import evaluation_latent
+from gan_ablate.evaluators import evaluation_latent
 from gan_ablate.tricks import StepContext
 from gan_ablate.tricks.architecture import MinibatchDiscriminationLayer, MultiGeneratorTrick
 from gan_ablate.tricks.labels import NoisyLabels
@@ -137,7 +137,7 @@ def test_truncation_keeps_components_on_the_threshold():
 def test_truncation_resamples_the_evaluation_latents_from_a_stream_of_its_own(seed):
     """The same evaluation z is truncated the same way every evaluation, whatever the training stream
     did in between, and leaves that stream alone; the resampled components are fresh draws, not copies
-    of the evaluation z's own components (run.evaluation_latent draws z from the run's seed)."""
+    of the evaluation z's own components (evaluators.evaluation_latent draws z from the run's seed)."""
     settings = validate(make_cfg("trick=truncation", f"seed={seed}"))
     z = evaluation_latent(settings, build_datamodule(settings.data, settings.trainer.max_steps).prepare())
     module = make_module("trick=truncation", f"seed={seed}")

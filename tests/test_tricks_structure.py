@@ -228,7 +228,7 @@ def test_sgd_d_option():
 
 def test_minibatch_discrimination_refused_with_wgan_gp():
     from gan_ablate.config import ConfigError
-    from gan_ablate.run import check_config
+    from gan_ablate.validation import check_config
     with pytest.raises(ConfigError, match="minibatch_discrimination.*conflicts with trick 'wgan_gp'"):
         check_config(make_cfg("trick=[minibatch_discrimination,wgan_gp]"))
 
@@ -339,7 +339,7 @@ def test_checkpoint_swap_first_swap_is_where_the_schedule_puts_it_and_a_run_too_
     after iteration 8. A run of 8 iterations would never train against an old D: refused at config
     time; a run of 9 swaps."""
     from gan_ablate.config import ScheduleOutsideRun
-    from gan_ablate.run import check_config
+    from gan_ablate.validation import check_config
 
     params = ("trick=checkpoint_swap", "trick.checkpoint_swap.snapshot_every=3", "trick.checkpoint_swap.swap_every=4")
     with pytest.raises(ScheduleOutsideRun, match="first swap after iteration 8.*trainer.max_steps=8"):

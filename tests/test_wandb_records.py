@@ -18,7 +18,7 @@ from conftest import ROOT, TINY, run_train_py
 from test_resume import wait_for_checkpoint
 from gan_ablate.loggers import RunWandbLogger
 from gan_ablate.record import FINAL_METRICS
-from gan_ablate.run import summarise_in_wandb, wandb_run_id
+from gan_ablate.run_loggers import summarise_in_wandb, wandb_run_id
 from gan_ablate.wandb_offline import find_run_files, read_history, read_records, read_summary
 
 # W&B on (logger=wandb, offline in the suite); every iteration logged, so a lost or doubled row shows

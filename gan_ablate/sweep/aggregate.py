@@ -227,7 +227,7 @@ def set_apart_reason(records: list[dict]) -> Optional[str]:
 
     from gan_ablate.config import ScheduleOutsideRun, TrainConfig
     from gan_ablate.record import stale_tricks, uses_mode_labels
-    from gan_ablate.run import check_config
+    from gan_ablate.validation import check_config
 
     if not records:
         return None

@@ -129,7 +129,7 @@ class AblationSweeper(Sweeper):
     def conflict(self, overrides: list[str]) -> Optional[str]:
         """Why this cell cannot run (its tricks conflict), or None. Other config errors propagate."""
         from gan_ablate.config import TrickConflict
-        from gan_ablate.run import check_config
+        from gan_ablate.validation import check_config
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(cfg):
