@@ -41,8 +41,8 @@ from gan_ablate.metrics.samples import ImageSampler
 from gan_ablate.module import GANModule
 from gan_ablate.nets.layers import sample_latent
 from gan_ablate.plots import plot_images, plot_points
-from gan_ablate.record import (FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, loss_revision, run_name,
-                               trick_revisions, uses_mode_labels)
+from gan_ablate.record import FINAL_METRICS, METRIC_DIRECTIONS, RunRecord, run_name
+from gan_ablate.revisions import loss_revision, trick_revisions, uses_mode_labels
 from gan_ablate.tricks import build_tricks
 
 log = logging.getLogger("gan_ablate")
