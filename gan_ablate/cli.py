@@ -36,6 +36,7 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 def _sweep_info(cfg: DictConfig):
     """Where this job sits in its sweep: group (the sweep folder), design, cell and the overrides
     that made it (reports tell cells apart by them)."""
+    from gan_ablate.record import cell_label
     from gan_ablate.run import SweepInfo
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
@@ -44,7 +45,7 @@ def _sweep_info(cfg: DictConfig):
     tricks = list(cfg.get("trick") or {})
     return SweepInfo(group=str(hc.sweep.dir), job_num=hc.job.num,
                      design=ablation.get("design") if ablation.get("cell") else "grid",
-                     cell=ablation.get("cell") or "+".join(tricks) or "baseline",
+                     cell=ablation.get("cell") or cell_label(tricks),
                      reference=ablation.get("reference"), overrides=list(hc.overrides.task))
 
 
@@ -53,7 +54,7 @@ def hydra_main(cfg: DictConfig) -> str:
     """One job. Returns the run's status, which the sweepers read (a job in a sweep never raises:
     its failure is in its result.json and traceback.txt, and the sweep goes on)."""
     from gan_ablate.callbacks.checkpoint import UnusableCheckpoint
-    from gan_ablate.record import RunRecord, run_name
+    from gan_ablate.record import RunRecord
     from gan_ablate.run import train  # heavy: after Hydra parsed the command line
     from gan_ablate.run_folder import DiskFull, FolderHoldsAnotherRun
 
@@ -82,8 +83,7 @@ def hydra_main(cfg: DictConfig) -> str:
             sys.exit(2)
         # one bad cell (e.g. two tricks that conflict) is recorded and the sweep goes on
         tricks = list(cfg.get("trick") or {})
-        RunRecord(run_dir, name=run_name(tricks, cfg.seed), tricks=tricks, seed=cfg.seed, **sweep.fields(),
-                  status="skipped", reason=str(e), metrics={}).write()
+        RunRecord.skipped(run_dir, tricks, cfg.seed, str(e), **sweep.fields()).write()
         log.warning("job %s skipped: %s", sweep.job_num, e)
         return "skipped"
     except Exception as e:

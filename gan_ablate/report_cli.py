@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{args.sweep_dir} is not a folder")
     if args.plan:
         return write_plan(args)
+    from gan_ablate.record import NewerRecord
     from gan_ablate.sweep.aggregate import Analysis  # after --help: scipy and matplotlib are slow
     from gan_ablate.sweep.report import build_report, to_html, to_markdown
 
     analysis = Analysis(adjust=args.adjust, failed_as=args.failed_as, collapsed_modes=args.collapsed_modes)
     try:
         report = build_report(args.sweep_dir, args.reference, plots=not args.no_plots, analysis=analysis)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, NewerRecord) as e:
         sys.exit(f"gan-ablate-report: {e}")
     markdown = to_markdown(report)
     (args.sweep_dir / "report.md").write_text(markdown + "\n")
@@ -70,12 +71,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_plan(args: argparse.Namespace) -> None:
-    from gan_ablate.record import load_records
+    from gan_ablate.record import NewerRecord, load_records
     from gan_ablate.sweep.aggregate import Analysis
     from gan_ablate.sweep.plan import PlanError, parse_deltas, plan_report, plan_sweep
     from gan_ablate.sweep.report import to_markdown
 
-    records = load_records(args.sweep_dir)
+    try:
+        records = load_records(args.sweep_dir)
+    except NewerRecord as e:
+        sys.exit(f"gan-ablate-report: {e}")
     if not records:
         sys.exit(f"gan-ablate-report: no result.json under {args.sweep_dir}")
     analysis = Analysis(adjust=args.adjust)

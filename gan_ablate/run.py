@@ -22,7 +22,8 @@ from gan_ablate.config import ConfigError, TrainConfig
 from gan_ablate.data import build_datamodule
 from gan_ablate.evaluators import build_evaluation, build_selection
 from gan_ablate.module import GANModule
-from gan_ablate.record import RunRecord, loss_revision, run_name, trick_revisions, uses_mode_labels
+from gan_ablate.record import RunRecord, run_name
+from gan_ablate.revisions import loss_revision, trick_revisions, uses_mode_labels
 from gan_ablate.run_folder import (AttemptClock, config_fingerprint, previous_attempt, restore_final_state,
                                    stop_on_full_disk)
 from gan_ablate.run_loggers import build_loggers, finish_wandb, put_back_rows, summarise_in_wandb

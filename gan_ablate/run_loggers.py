@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 
 from gan_ablate.config import TrainConfig
 from gan_ablate.loggers import RunWandbLogger
-from gan_ablate.record import FINAL_METRICS, METRIC_DIRECTIONS
+from gan_ablate.record import BASELINE, FINAL_METRICS, METRIC_DIRECTIONS, cell_label
 
 
 def wandb_mode(configured: Optional[str]) -> str:
@@ -57,10 +57,10 @@ def build_loggers(settings: TrainConfig, run_dir: Path, name: str, sweep, resolv
         wandb_logger = RunWandbLogger(
             run_dir, wandb_run_id(run_dir, settings.checkpoint.resume),
             project=settings.logger.project, entity=settings.logger.entity, name=name,
-            group=sweep.group, tags=(tricks or ["baseline"]) + ([f"design:{sweep.design}"] if sweep.design else []),
+            group=sweep.group, tags=(tricks or [BASELINE]) + ([f"design:{sweep.design}"] if sweep.design else []),
             mode=wandb_mode(settings.logger.mode), reinit=True,
             settings=wandb.Settings(init_timeout=settings.logger.init_timeout_s),
-            config={**resolved, "cell": sweep.cell or name.rsplit("-s", 1)[0], "design": sweep.design,
+            config={**resolved, "cell": sweep.cell or cell_label(tricks), "design": sweep.design,
                     "sweep": sweep.group},
             resume="allow",
         )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_ablate.record import METRIC_DIRECTIONS, load_records  # noqa: E402
+from gan_ablate.record import BASELINE, METRIC_DIRECTIONS, NewerRecord, RunRecord, load_records  # noqa: E402
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, FAILED, Analysis, compare, outcomes,  # noqa: E402
                                        runs_text, set_apart_reason, summarise, tested, with_failures,
                                        worst_value)
@@ -47,33 +47,34 @@ def regenerating_command() -> str:
     return " ".join(sweep[0].split()).replace(".venv/bin/python", "python")
 
 
-def primary_value(record: dict, metric: str) -> float | None:
-    per_net = record.get("metrics", {}).get(record.get("primary") or "raw", {})
+def primary_value(record: RunRecord, metric: str) -> float | None:
+    per_net = record.metrics.get(record.primary or "raw", {})
     value = per_net.get(metric)
     if value is None:
         return None
     return 100 * float(value) if metric == "hq" else float(value)
 
 
-def cell_rows(records: list[dict], analysis: Analysis = Analysis()) -> tuple[list[list[str]], list[list[str]], int]:
+def cell_rows(records: list[RunRecord],
+              analysis: Analysis = Analysis()) -> tuple[list[list[str]], list[list[str]], int]:
     """The rows of the comparison, the rows set apart (their last column: why), and how many comparisons
     the verdicts were adjusted over (every metric of every compared cell: the table is one family)."""
-    by_cell: dict[str, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r.get("job_num") or 0):
-        by_cell.setdefault(r.get("cell") or "baseline", []).append(r)
-    why = {cell: None if cell == "baseline" else set_apart_reason(runs) for cell, runs in by_cell.items()}
-    failed = {cell: sum(r.get("status") in FAILED for r in runs) for cell, runs in by_cell.items()}
+    by_cell: dict[str, list[RunRecord]] = {}
+    for r in sorted(records, key=lambda r: r.job_num or 0):
+        by_cell.setdefault(r.cell_name, []).append(r)
+    why = {cell: None if cell == BASELINE else set_apart_reason(runs) for cell, runs in by_cell.items()}
+    failed = {cell: sum(r.status in FAILED for r in runs) for cell, runs in by_cell.items()}
     samples, imputed = {}, {}
     for metric in METRICS:
-        finished = {cell: [v for v in (primary_value(r, metric) for r in runs if r.get("status") == "ok")
+        finished = {cell: [v for v in (primary_value(r, metric) for r in runs if r.status == "ok")
                            if v is not None] for cell, runs in by_cell.items()}
         worst = worst_value([v for values in finished.values() for v in values], METRIC_DIRECTIONS[metric])
         imputed[metric] = analysis.failed_as == "worst" and worst is not None
         for cell in by_cell:
             samples[cell, metric] = with_failures(finished[cell], failed[cell], worst, analysis)
-    compared = [(cell, metric) for cell in by_cell if cell != "baseline" and not why[cell]
-                for metric in METRICS if "baseline" in by_cell]
-    comparisons = dict(zip(compared, compare([(samples[key], samples["baseline", key[1]]) for key in compared],
+    compared = [(cell, metric) for cell in by_cell if cell != BASELINE and not why[cell]
+                for metric in METRICS if BASELINE in by_cell]
+    comparisons = dict(zip(compared, compare([(samples[key], samples[BASELINE, key[1]]) for key in compared],
                                              analysis)))
     p_label = "p" if analysis.adjust == "none" else "adjusted p"
     rows, apart = [], []
@@ -97,27 +98,27 @@ def cell_rows(records: list[dict], analysis: Analysis = Analysis()) -> tuple[lis
     return rows, apart, tested(list(comparisons.values()))
 
 
-def plot(records: list[dict], out: Path) -> None:
+def plot(records: list[RunRecord], out: Path) -> None:
     """Per data set and metric, every cell's mean ± s.e. over seeds, the baseline's mean as a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = [d for d in PRESETS if any(r.get("data") == d for r in records)]
+    datasets = [d for d in PRESETS if any(r.dataset == d for r in records)]
     fig, axes = plt.subplots(1, 2 * len(datasets), figsize=(5.5 * len(datasets), 9), sharey=True, squeeze=False)
     for i, data in enumerate(datasets):
-        cells: dict[str, list[dict]] = {}
-        for r in sorted(records, key=lambda r: r.get("job_num") or 0):
-            if r.get("data") == data and r.get("status") == "ok":
-                cells.setdefault(r.get("cell") or "baseline", []).append(r)
+        cells: dict[str, list[RunRecord]] = {}
+        for r in sorted(records, key=lambda r: r.job_num or 0):
+            if r.dataset == data and r.status == "ok":
+                cells.setdefault(r.cell_name, []).append(r)
         names = list(cells)
         for j, (metric, label) in enumerate((("modes", "modes"), ("hq", "HQ %"))):
             ax = axes[0][2 * i + j]
             stats_ = [summarise([v for v in (primary_value(r, metric) for r in cells[c]) if v is not None]) for c in names]
             ax.errorbar([s.mean for s in stats_], range(len(names)), xerr=[0 if math.isnan(s.se) else s.se for s in stats_],
                         fmt="o", ms=4, capsize=2)
-            if "baseline" in cells:
-                ax.axvline(stats_[names.index("baseline")].mean, color="grey", ls="--", lw=1)
+            if BASELINE in cells:
+                ax.axvline(stats_[names.index(BASELINE)].mean, color="grey", ls="--", lw=1)
             ax.set_title(f"{data}: {label}")
             ax.set_yticks(range(len(names)), names, fontsize=8)
             ax.grid(axis="x", alpha=0.3)
@@ -132,9 +133,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def render(records: list[dict], command: str, analysis: Analysis = Analysis()) -> str:
-    statuses = Counter(r.get("status") for r in records)
-    iterations = sorted({r.get("iterations") for r in records if r.get("status") == "ok"})
+def render(records: list[RunRecord], command: str, analysis: Analysis = Analysis()) -> str:
+    statuses = Counter(r.status for r in records)
+    iterations = sorted({r.iterations for r in records if r.status == "ok"})
     out = [
         "# Results: every trick on PacGAN's 2-D protocols (short budget)",
         "",
@@ -178,7 +179,7 @@ def render(records: list[dict], command: str, analysis: Analysis = Analysis()) -
     header = ["cell", "seeds", "failure rate [95% Wilson]", "modes", "HQ %", "reverse KL",
               "vs baseline (adjusted p < 0.05)"]
     for data, preset in PRESETS.items():
-        runs = [r for r in records if r.get("data") == data]
+        runs = [r for r in records if r.dataset == data]
         if not runs:
             continue
         total, *paper = PAPER[data]
@@ -206,7 +207,10 @@ def main() -> None:
     parser.add_argument("--failed-as", choices=("worst", "exclude"), default="worst",
                         help="diverged and failed runs as the worst value of the table (default) or left out")
     args = parser.parse_args()
-    records = load_records(args.sweep_dir) if args.sweep_dir.is_dir() else []
+    try:
+        records = load_records(args.sweep_dir) if args.sweep_dir.is_dir() else []
+    except NewerRecord as e:
+        sys.exit(f"results_table: {e}")
     if not records:
         sys.exit(f"results_table: no result.json under {args.sweep_dir}; run `make results` first")
     text = render(records, regenerating_command(), Analysis(adjust=args.adjust, failed_as=args.failed_as))

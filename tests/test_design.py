@@ -164,7 +164,7 @@ def test_a_fractional_sweep_launches_cells_times_seeds_and_writes_design_json(tm
     cells = design_cells("fractional", three, resolution=3)
     reference = "+".join(three)  # this fraction lacks the baseline: all tricks on is the reference
     assert len(cells) == 4 and cells[0].label == reference
-    got = sorted((r["cell"], tuple(r["tricks"]), r["seed"], r["design"], r["reference"]) for r in load_records(sweep))
+    got = sorted((r.cell, tuple(r.tricks), r.seed, r.design, r.reference) for r in load_records(sweep))
     assert got == sorted((c.label, c.tricks, s, "fractional", reference) for c in cells for s in (0, 1))
     written = json.loads((sweep / "design.json").read_text())
     assert written == design_description("fractional", three, [], cells, resolution=3)

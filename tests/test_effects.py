@@ -8,6 +8,7 @@ from pyDOE3 import fracfact, fracfact_aliasing, pbdesign
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from gan_ablate.record import RunRecord, cell_label
 from gan_ablate.sweep.aggregate import Analysis, group_cells
 from gan_ablate.sweep.effects import applies, fit_effects
 from gan_ablate.sweep.report import effects_of, effects_table
@@ -15,7 +16,7 @@ from gan_ablate.sweep.report import effects_of, effects_table
 PLANTED = {"a": 3.0, "b": -2.0, "a:b": 1.5}  # mean with the trick (product +1) minus mean without
 
 
-def records_of(design: np.ndarray, names: list[str], outcome, seeds: int, variants=("",), **extra) -> list[dict]:
+def records_of(design: np.ndarray, names: list[str], outcome, seeds: int, variants=("",), **extra) -> list[RunRecord]:
     """One record per run of each row of `design` (-1/+1 per trick in `names`), `modes` = outcome(codes, seed,
     variant); a variant becomes an override the sweep varied (a block)."""
     records = []
@@ -23,10 +24,10 @@ def records_of(design: np.ndarray, names: list[str], outcome, seeds: int, varian
         tricks = [n for n, code in zip(names, row) if code > 0]
         for variant in variants:
             for seed in range(seeds):
-                records.append(dict(tricks=tricks, cell="+".join(tricks) or "baseline", seed=seed, status="ok",
-                                    design="factorial", overrides=[variant] if variant else [],
-                                    metrics={"raw": {"modes": outcome(dict(zip(names, row)), seed, variant)}},
-                                    **extra))
+                records.append(RunRecord(tricks=tricks, cell=cell_label(tricks), seed=seed, status="ok",
+                                         design="factorial", overrides=[variant] if variant else [],
+                                         metrics={"raw": {"modes": outcome(dict(zip(names, row)), seed, variant)}},
+                                         **extra))
     return records
 
 
@@ -111,9 +112,9 @@ def independent_fit(levels: np.ndarray, y: np.ndarray, extra_columns=()):
 def test_effects_equal_differences_of_means_and_an_independent_least_squares_fit():
     records = records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.5, seed=2), seeds=5)
     effects = fit(records, Analysis(adjust="none"))
-    y = np.array([r["metrics"]["raw"]["modes"] for r in records])
-    a = np.array([1.0 if "a" in r["tricks"] else -1.0 for r in records])
-    b = np.array([1.0 if "b" in r["tricks"] else -1.0 for r in records])
+    y = np.array([r.metrics["raw"]["modes"] for r in records])
+    a = np.array([1.0 if "a" in r.tricks else -1.0 for r in records])
+    b = np.array([1.0 if "b" in r.tricks else -1.0 for r in records])
     for name, column in (("a", a), ("b", b), ("a:b", a * b)):  # balanced: the difference of the two means
         assert by_name(effects)[name].effect == pytest.approx(y[column > 0].mean() - y[column < 0].mean())
     values, half_widths, p = independent_fit(np.column_stack([a, b, a * b]), y)
@@ -126,11 +127,11 @@ def test_effects_equal_differences_of_means_and_an_independent_least_squares_fit
 @pytest.mark.parametrize("failed_as", ["worst", "exclude"])
 def test_failed_runs_enter_as_the_metric_table_has_them(failed_as):
     records = records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.5, seed=3), seeds=4)
-    records += [dict(tricks=["a", "b"], cell="a+b", seed=9, status="diverged", design="factorial", metrics={})]
+    records += [RunRecord(tricks=["a", "b"], cell="a+b", seed=9, status="diverged", design="factorial", metrics={})]
     effects = fit(records, Analysis(failed_as=failed_as))
     finished = records[:-1]
-    y = [r["metrics"]["raw"]["modes"] for r in finished]
-    tricks = [r["tricks"] for r in finished]
+    y = [r.metrics["raw"]["modes"] for r in finished]
+    tricks = [r.tricks for r in finished]
     if failed_as == "worst":  # the diverged run counts as the fewest modes of the table
         y, tricks = y + [min(y)], tricks + [["a", "b"]]
     a = np.array([1.0 if "a" in t else -1.0 for t in tricks])
@@ -148,10 +149,10 @@ def test_the_variant_is_a_block_and_its_shift_is_not_noise():
                          variants=tuple(shift))
     effects = fit(records)
     assert effects.blocks == ["loss=hinge", "loss=wgan"]
-    y = np.array([r["metrics"]["raw"]["modes"] for r in records])
-    a = np.array([1.0 if "a" in r["tricks"] else -1.0 for r in records])
-    b = np.array([1.0 if "b" in r["tricks"] else -1.0 for r in records])
-    wgan = np.array([1.0 if r["overrides"] == ["loss=wgan"] else 0.0 for r in records])
+    y = np.array([r.metrics["raw"]["modes"] for r in records])
+    a = np.array([1.0 if "a" in r.tricks else -1.0 for r in records])
+    b = np.array([1.0 if "b" in r.tricks else -1.0 for r in records])
+    wgan = np.array([1.0 if r.overrides == ["loss=wgan"] else 0.0 for r in records])
     values, half_widths, _ = independent_fit(np.column_stack([a, b, a * b]), y, [wgan])
     assert [t.effect for t in effects.terms] == pytest.approx(values)
     assert [t.ci_high - t.effect for t in effects.terms] == pytest.approx(half_widths)
@@ -162,7 +163,7 @@ def test_a_variant_confounded_with_a_trick_is_said_to_be_so_and_nothing_is_fitte
     """loss=hinge ran without b, loss=wgan only with b: b's effect and the loss's cannot be told apart."""
     records = [r for r in records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.3), seeds=2,
                                      variants=("loss=hinge", "loss=wgan"))
-               if ("b" in r["tricks"]) == (r["overrides"] == ["loss=wgan"])]
+               if ("b" in r.tricks) == (r.overrides == ["loss=wgan"])]
     effects = fit(records)
     assert not effects.terms and "variant is confounded with the tricks" in effects.not_fitted
     cells = group_cells(records)
@@ -233,7 +234,7 @@ def test_plackett_burman_interactions_are_partially_confounded_so_main_effects_o
 def test_baseline_tricks_every_cell_shares_are_not_factors():
     records = records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.5), seeds=2)
     for r in records:
-        r["tricks"] = ["ema"] + r["tricks"]
+        r.tricks = ["ema"] + r.tricks
     assert fit(records).factors == ["a", "b"]
 
 
@@ -242,12 +243,12 @@ def test_a_plain_multirun_over_trick_lists_is_fitted_too(design):
     """trick=[],[a],[b],[a,b]: the records say design grid (older ones no design) and carry no cell label."""
     records = records_of(FULL_2x2, ["a", "b"], planted(PLANTED, noise=0.5), seeds=3)
     for r in records:
-        del r["design"], r["cell"]
-        if design:
-            r["design"] = design
+        r.cell, r.design = None, design
     assert applies(records)
     assert [t.name for t in fit(records).terms] == ["a", "b", "a:b"]
-    assert not applies([dict(r, design="add_one") for r in records])
+    for r in records:
+        r.design = "add_one"
+    assert not applies(records)
 
 
 def test_fit_effects_takes_no_trick_as_no_factor():

@@ -1,13 +1,12 @@
 """Whole runs through train.py and train(): records, sweeps, W&B offline files. Marked slow."""
 import csv
-import json
 import math
 import time
 
 import pytest
 from conftest import ROOT, image_folders, make_cfg, not_inception_weights, run_train_py
 
-from gan_ablate.record import load_records
+from gan_ablate.record import load_record, load_records
 from gan_ablate.run import train
 from gan_ablate.wandb_offline import find_run_file, read_history, read_metric_definitions, read_summary
 
@@ -17,7 +16,7 @@ FAST = ["logger=csv", "trainer.enable_progress_bar=false", "metrics.n_samples=50
 
 def _check_mode_metrics(record):
     for net in ("raw", "ema"):
-        m = record["metrics"][net]
+        m = record.metrics[net]
         assert set(m) == {"modes", "hq", "reverse_kl", "precision", "recall", "density", "coverage"}
         assert 0 <= m["modes"] <= 8 and 0.0 <= m["hq"] <= 1.0 and math.isfinite(m["reverse_kl"])
 
@@ -27,23 +26,23 @@ def test_multirun_one_trick_per_job(tmp_path):
                           "trainer.max_steps=60", "metrics.every=30", *FAST, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     records = load_records(tmp_path)
-    assert sorted(tuple(r["tricks"]) for r in records) == [("instance_noise",), ("label_smoothing",),
+    assert sorted(tuple(r.tricks) for r in records) == [("instance_noise",), ("label_smoothing",),
                                                           ("spectral_norm",)]
     for r in records:
-        assert r["status"] == "ok" and r["iterations"] == 60 and r["extractor"] == "mode_metrics"
-        assert r["sweep"] == str(tmp_path) and r["config"]["trick"][r["tricks"][0]]
+        assert r.status == "ok" and r.iterations == 60 and r.extractor == "mode_metrics"
+        assert r.sweep == str(tmp_path) and r.config["trick"][r.tricks[0]]
         _check_mode_metrics(r)
-        assert [h["iteration"] for h in r["history"]] == [30, 60]
+        assert [h["iteration"] for h in r.history] == [30, 60]
 
 
 def test_multirun_trick_lists_times_seeds(tmp_path):
     result = run_train_py("-m", "trick=[],[label_smoothing,spectral_norm]", "seed=0,1",
                           "trainer.max_steps=20", *FAST, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    cells = sorted((tuple(r["tricks"]), r["seed"]) for r in load_records(tmp_path))
+    cells = sorted((tuple(r.tricks), r.seed) for r in load_records(tmp_path))
     assert cells == [((), 0), ((), 1), (("label_smoothing", "spectral_norm"), 0),
                      (("label_smoothing", "spectral_norm"), 1)]
-    names = sorted(r["name"] for r in load_records(tmp_path))
+    names = sorted(r.name for r in load_records(tmp_path))
     assert names == ["baseline-s0", "baseline-s1", "label_smoothing+spectral_norm-s0",
                      "label_smoothing+spectral_norm-s1"]
 
@@ -52,9 +51,9 @@ def test_mnist_trains_the_dcgan_and_writes_a_record(tmp_path):
     result = run_train_py("data=mnist", "trainer.max_steps=10", "data.batch_size=16", "metrics.extractor=none", *FAST,
                           f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "result.json").read_text())
-    assert record["status"] == "ok" and record["data"] == "mnist"
-    assert record["config"]["model"]["name"] == "dcgan" and record["iterations"] == 10
+    record = load_record(tmp_path / "result.json")
+    assert record.status == "ok" and record.dataset == "mnist"
+    assert record.config["model"]["name"] == "dcgan" and record.iterations == 10
     assert (tmp_path / "samples" / "samples_0000010.png").stat().st_size > 1000
 
 
@@ -79,11 +78,11 @@ def test_wandb_offline_file_holds_the_logged_losses_and_grad_norms(tmp_path):
         for key in ("loss/d", "loss/g", "grad_norm/d", "grad_norm/g"):
             assert row[key] == pytest.approx(float(csv_row[key]), rel=1e-6)
             assert math.isfinite(row[key])
-    record = json.loads((tmp_path / "result.json").read_text())
-    assert record["status"] == "ok"
+    record = load_record(tmp_path / "result.json")
+    assert record.status == "ok"
     # summary metrics W&B's tables compare cells by: the final values and status, and the per-metric rules
     summary = read_summary(find_run_file(tmp_path))
-    assert summary["status"] == "ok" and summary["final/raw/modes"] == record["metrics"]["raw"]["modes"]
+    assert summary["status"] == "ok" and summary["final/raw/modes"] == record.metrics["raw"]["modes"]
     definitions = read_metric_definitions(find_run_file(tmp_path))
     assert definitions["eval/raw/fid"] == "min" and definitions["eval/ema/modes"] == "last"
 
@@ -97,13 +96,13 @@ def test_a_failing_or_refused_cell_does_not_stop_the_sweep(tmp_path):
                           f"metrics.inception_weights={not_inception_weights(tmp_path)}",
                           "trainer.max_steps=3", *FAST, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1 and "1 job(s) failed" in result.stderr
-    statuses = sorted(r["status"] for r in load_records(sweep))
+    statuses = sorted(r.status for r in load_records(sweep))
     assert statuses == ["failed", "ok", "skipped", "skipped"]
-    failed = next(r for r in load_records(sweep) if r["status"] == "failed")
-    assert "UnpicklingError" in failed["error"] and failed["config"]["data"]["root"] == str(good)
-    assert "Traceback" in (sweep / str(failed["job_num"]) / "traceback.txt").read_text()
-    skipped = [r for r in load_records(sweep) if r["status"] == "skipped"]
-    assert all(f"the first: {bad / 'broken.png'}" in r["reason"] for r in skipped)
+    failed = next(r for r in load_records(sweep) if r.status == "failed")
+    assert "UnpicklingError" in failed.error and failed.config["data"]["root"] == str(good)
+    assert "Traceback" in (sweep / str(failed.job_num) / "traceback.txt").read_text()
+    skipped = [r for r in load_records(sweep) if r.status == "skipped"]
+    assert all(f"the first: {bad / 'broken.png'}" in r.reason for r in skipped)
 
 
 def test_analysis_notebook_runs_on_a_tiny_sweep(tmp_path, monkeypatch):
@@ -141,11 +140,11 @@ def test_every_trick_option_runs_or_is_skipped_with_a_reason(tmp_path, data, ext
     records = load_records(tmp_path)
     assert len(records) == len(list((ROOT / "gan_ablate" / "conf" / "trick").glob("*.yaml")))
     for r in records:
-        assert r["status"] in ("ok", "skipped"), (r["name"], r.get("error"))
-        if r["status"] == "skipped":
+        assert r.status in ("ok", "skipped"), (r.name, r.error)
+        if r.status == "skipped":
             # a conflict, a need of the data, or a schedule that cannot act in 20 iterations (checkpoint_swap)
-            assert any(why in r["reason"] for why in ("conflicts with", "needs", "not within trainer.max_steps"))
-    assert sum(r["status"] == "ok" for r in records) >= len(records) - 4
+            assert any(why in r.reason for why in ("conflicts with", "needs", "not within trainer.max_steps"))
+    assert sum(r.status == "ok" for r in records) >= len(records) - 4
 
 
 def test_conflicting_tricks_exit_before_training_naming_both(tmp_path):
@@ -160,15 +159,15 @@ def test_image_runs_record_fid_is_kid_for_raw_and_ema_with_the_extractor(tmp_pat
                           "metrics.kid_subset_size=100", f"metrics.cache_dir={tmp_path / 'cache'}", *FAST,
                           f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert record["extractor"] == "domain" and record["extractor_id"].startswith("domain:digits:")
-    assert record["extractor_info"]["test_accuracy"] >= 0.9
+    record = load_record(tmp_path / "run" / "result.json")
+    assert record.extractor == "domain" and record.extractor_id.startswith("domain:digits:")
+    assert record.extractor_info["test_accuracy"] >= 0.9
     for net in ("raw", "ema"):
-        m = record["metrics"][net]
+        m = record.metrics[net]
         assert {"fid", "kid", "is", "precision", "recall", "density", "coverage", "n_samples"} <= set(m)
         assert m["n_samples"] == 300
         assert m["fid"] > 0 and m["is"] >= 1.0
-    assert [h["iteration"] for h in record["history"]] == [10, 20]
+    assert [h["iteration"] for h in record.history] == [10, 20]
     assert list((tmp_path / "cache" / "real-stats").rglob("*"))  # real statistics computed once, cached
 
 
@@ -185,10 +184,10 @@ def test_stacked_mnist_run_records_modes_and_kl(tmp_path):
                           "model.g_channels=8", "model.d_channels=8", "metrics.stacked_samples=500",
                           f"metrics.cache_dir={tmp_path / 'cache'}", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert record["extractor"] == "domain" and record["extractor_id"].startswith("stacked-modes/domain:mnist:")
+    record = load_record(tmp_path / "run" / "result.json")
+    assert record.extractor == "domain" and record.extractor_id.startswith("stacked-modes/domain:mnist:")
     for net in ("raw", "ema"):
-        m = record["metrics"][net]
+        m = record.metrics[net]
         assert 1 <= m["modes"] <= 500 and 0.0 <= m["kl"] <= math.log(1000) + 1e-9 and m["n_samples"] == 500
 
 

@@ -1,6 +1,5 @@
 """The seed planner (--plan), over pilot records written by hand (their spread is known), checked against
 statsmodels' power solver, NumPy and the report's own permutation test."""
-import json
 import math
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from scipy import stats
 from conftest import ROOT
 from statsmodels.stats.power import TTestIndPower
 
+from gan_ablate.record import RunRecord
 from gan_ablate.report_cli import main
 from gan_ablate.sweep.aggregate import Analysis, permutation_p
 from gan_ablate.sweep.plan import (PlanError, parse_deltas, permutation_floor, plan_sweep, smallest_report_p,
@@ -20,14 +20,14 @@ from gan_ablate.sweep.plan import (PlanError, parse_deltas, permutation_floor, p
 UNIT_SPREAD = np.array([-1.0, 0.0, 1.0])
 
 
-def pilot(cell_values: dict[str, list[float]], metric: str = "fid") -> list[dict]:
+def pilot(cell_values: dict[str, list[float]], metric: str = "fid") -> list[RunRecord]:
     """An add_one pilot: cell label -> the metric of its runs (seeds 0..)."""
-    return [dict(cell=label, tricks=[] if label == "baseline" else [label.lstrip("+")], seed=seed, status="ok",
+    return [RunRecord(cell=label, tricks=[] if label == "baseline" else [label.lstrip("+")], seed=seed, status="ok",
                  design="add_one", reference="baseline", metrics={"raw": {metric: float(v)}})
             for label, values in cell_values.items() for seed, v in enumerate(values)]
 
 
-def pilot_with_sd(sd: float, cells: int, metric: str = "fid") -> list[dict]:
+def pilot_with_sd(sd: float, cells: int, metric: str = "fid") -> list[RunRecord]:
     """`cells` cells (a baseline and cells - 1 compared with it), far apart, each of spread exactly `sd`."""
     labels = ["baseline"] + [f"+t{i}" for i in range(1, cells)]
     return pilot({label: 10 * i + sd * UNIT_SPREAD for i, label in enumerate(labels)}, metric)
@@ -104,11 +104,11 @@ def test_where_the_solver_does_not_converge_the_plan_is_the_fewest_seeds_reachin
 def test_cells_the_report_sets_apart_or_never_ran_are_no_comparison_of_the_plan():
     records = pilot_with_sd(1.0, cells=4, metric="modes")
     for r in records:
-        r["data"] = "ring8"
-        if r["cell"] == "+t1":
-            r["tricks"] = ["conditional"]  # reads the labels that are ring8's modes: set apart, no p
+        r.dataset = "ring8"
+        if r.cell == "+t1":
+            r.tricks = ["conditional"]  # reads the labels that are ring8's modes: set apart, no p
     # a cell whose tricks conflict is recorded as skipped: it has no row in the report's tables
-    records.append(dict(cell="+t9", tricks=["t9"], seed=0, status="skipped", design="add_one", reference="baseline",
+    records.append(RunRecord(cell="+t9", tricks=["t9"], seed=0, status="skipped", design="add_one", reference="baseline",
                         data="ring8", metrics={}))
     (plan,) = plan_sweep(records, parse_deltas(["1"]))
     assert plan.comparisons == 2 and plan.alpha == pytest.approx(0.05 / 2)
@@ -126,8 +126,8 @@ def test_past_the_exact_relabellings_the_floor_is_the_random_relabellings_one():
 
 def _write(folder, records):
     for i, record in enumerate(records):
-        (folder / f"run{i}").mkdir()
-        (folder / f"run{i}" / "result.json").write_text(json.dumps(record))
+        record.run_dir = folder / f"run{i}"
+        record.write()
 
 
 def test_cli_prints_the_plan_and_writes_plan_md(tmp_path):

@@ -10,7 +10,7 @@ from conftest import ROOT
 from scipy import stats
 from test_statistics import exact_two_sided_p
 
-from gan_ablate.record import load_records
+from gan_ablate.record import RunRecord, cell_label, load_records
 from gan_ablate.sweep.aggregate import group_cells, reference_of, summarise
 
 
@@ -120,8 +120,8 @@ def test_a_cell_that_reads_the_mode_labels_is_set_apart_without_a_verdict(tmp_pa
     records = []
     for cell, tricks, modes in (("baseline", [], [2, 3, 4, 3, 2]), ("+conditional", ["conditional"], [8, 8, 8]),
                                 ("+ema", ["ema"], [8, 8, 7]), ("+ttur", ["ttur"], [8, 8, 7, 8, 7])):
-        records += [dict(cell=cell, tricks=tricks, seed=s, data="ring8", status="ok", design="add_one",
-                         reference="baseline", metrics={"raw": {"modes": m}}) for s, m in enumerate(modes)]
+        records += [RunRecord(cell=cell, tricks=tricks, seed=s, data="ring8", status="ok", design="add_one",
+                              reference="baseline", metrics={"raw": {"modes": m}}) for s, m in enumerate(modes)]
     report = report_of(records, "test")
     (modes,) = [t for t in report.tables if t.title == "modes (raw G)"]
     verdicts = {row[0]: row[-1] for row in modes.rows}
@@ -137,7 +137,7 @@ def _factorial(tmp_path, tricks, modes_of, seeds=3, **extra):
     for on_a in (False, True):
         for on_b in (False, True):
             cell = [t for t, on in zip(tricks, (on_a, on_b)) if on]
-            label = "+".join(cell) or "baseline"
+            label = cell_label(cell)
             for seed in range(seeds):
                 modes = modes_of(on_a, on_b, seed)
                 _write(tmp_path, f"{label}-{seed}", tricks=cell, cell=label, reference="baseline", design="factorial",
@@ -176,5 +176,7 @@ def test_effects_leave_out_cells_set_apart_and_add_one_sweeps(tmp_path):
     (effects,) = [t for t in report.tables if t.title == "Effects on modes (raw G)"]
     assert [row[0] for row in effects.rows] == ["label_smoothing"] and effects.rows[0][1] == "1"
     assert "cells set apart, left out of the fit: conditional, conditional+label_smoothing" in effects.note
-    records = [dict(r, design="add_one") for r in load_records(tmp_path)]
+    records = load_records(tmp_path)
+    for r in records:
+        r.design = "add_one"
     assert not [t for t in report_of(records, "test").tables if t.title.startswith("Effects")]

@@ -2,13 +2,12 @@
 is set apart with what was fixed, and one run at the current revision is not."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from conftest import TINY, run_train_py
 from gan_ablate.losses import LOSSES
-from gan_ablate.record import stale_tricks
+from gan_ablate.record import RESULT_FILE, RunRecord, load_record
+from gan_ablate.revisions import stale_tricks
 from gan_ablate.sweep.aggregate import set_apart_reason
 
 FIXED_LOSSES = sorted(name for name, loss in LOSSES.items() if loss.revision > 1)
@@ -21,10 +20,10 @@ def test_the_losses_fixed_for_faithfulness_carry_a_revision_and_what_changed():
 
 @pytest.mark.parametrize("loss", FIXED_LOSSES)
 def test_a_record_of_a_loss_before_its_fix_is_set_apart_with_the_fix(loss):
-    before = {"loss": loss, "tricks": [], "data": "ring8", "status": "ok"}  # records had no loss_revision then
-    assert stale_tricks(before) == {f"loss={loss}": LOSSES[loss].revision_note}
-    assert f"`loss={loss}`" in set_apart_reason([before])
-    now = {**before, "loss_revision": LOSSES[loss].revision}
+    before = dict(loss=loss, tricks=[], data="ring8", status="ok")  # records had no loss_revision then
+    assert stale_tricks(RunRecord(**before)) == {f"loss={loss}": LOSSES[loss].revision_note}
+    assert f"`loss={loss}`" in set_apart_reason([RunRecord(**before)])
+    now = RunRecord(**before, loss_revision=LOSSES[loss].revision)
     assert stale_tricks(now) == {} and set_apart_reason([now]) is None
 
 
@@ -32,6 +31,6 @@ def test_a_record_of_a_loss_before_its_fix_is_set_apart_with_the_fix(loss):
 def test_a_run_records_its_losss_revision(tmp_path):
     result = run_train_py(*TINY, "loss=dragan", "trainer.max_steps=2", "metrics.every=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
-    record = json.loads((tmp_path / "result.json").read_text())
-    assert record["loss_revision"] == LOSSES["dragan"].revision
+    record = load_record(tmp_path / RESULT_FILE)
+    assert record.loss_revision == LOSSES["dragan"].revision
     assert stale_tricks(record) == {}

@@ -3,7 +3,6 @@
 Run by `make test-slurm` (which starts and stops the local cluster); skipped elsewhere."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from gan_ablate.record import load_records
+from gan_ablate.record import load_record, load_records
 
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(os.environ.get("GAN_ABLATE_SLURM_TEST") != "1",
@@ -59,15 +58,15 @@ def test_ablation_sweep_on_slurm_lands_every_cell_and_a_cancelled_job_is_reporte
 
     assert proc.returncode == 1, output[-3000:]
     assert "1 job(s) failed" in output
-    records = {int(r["run_dir"].rsplit("/", 1)[1]): r for r in load_records(out)}
+    records = {int(r.run_dir.name): r for r in load_records(out)}
     assert sorted(records) == list(range(6))
     for num, r in records.items():
         if num == 2:
-            assert r["status"] == "failed" and f"SLURM job {victim} ended" in r["error"] and "CANCELLED" in r["error"]
-            assert r["cell"] == "+label_smoothing" and r["seed"] == 0
+            assert r.status == "failed" and f"SLURM job {victim} ended" in r.error and "CANCELLED" in r.error
+            assert r.cell == "+label_smoothing" and r.seed == 0
         else:
-            assert r["status"] == "ok" and r["design"] == "add_one", r
-            assert r["metrics"]["raw"]["modes"] >= 0
+            assert r.status == "ok" and r.design == "add_one", r
+            assert r.metrics["raw"]["modes"] >= 0
     report = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(out)], capture_output=True,
                             text=True, check=True).stdout
     assert f"| +label_smoothing | 0 | failed | SLURM job {victim} ended" in report
@@ -88,9 +87,9 @@ def test_a_job_signalled_before_its_time_limit_checkpoints_is_requeued_and_resum
     output, _ = proc.communicate(timeout=600)
 
     assert proc.returncode == 0, output[-3000:]
-    r = json.loads((out / "0" / "result.json").read_text())
-    assert r["status"] == "ok" and r["iterations"] == 2500
-    assert r["attempts"] == 2 and 0 < r["resumed_from_iteration"] < 2500
+    r = load_record(out / "0" / "result.json")
+    assert r.status == "ok" and r.iterations == 2500
+    assert r.attempts == 2 and 0 < r.resumed_from_iteration < 2500
     with open(out / "0" / "csv" / "metrics.csv") as f:
         import csv
         steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("loss/d")]
@@ -107,6 +106,6 @@ def test_a_two_task_job_trains_as_two_ddp_ranks_with_one_record(tmp_path):
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-3000:]
     records = load_records(out)
-    assert len(records) == 1 and records[0]["status"] == "ok" and records[0]["iterations"] == 60, records
+    assert len(records) == 1 and records[0].status == "ok" and records[0].iterations == 60, records
     log = "\n".join(p.read_text() for p in out.rglob("*_log.err")) + "\n".join(p.read_text() for p in out.rglob("*_log.out"))
     assert "MEMBER: 2/2" in log, log[-3000:]  # rank 1 joined the process group from the second task

@@ -3,7 +3,6 @@
 relabelling, here), and the multiplicity adjustment of each table (statsmodels' multipletests on the
 p-values the report prints). Records are written by hand: no training."""
 import itertools
-import json
 import math
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from conftest import ROOT
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from gan_ablate.record import RunRecord
 from gan_ablate.sweep.aggregate import Analysis, permutation_p, smallest_p
 from gan_ablate.sweep.report import report_of, to_html, to_markdown
 
@@ -45,7 +45,7 @@ MODES = {
 }
 
 
-def records_of(modes: dict[str, list]) -> list[dict]:
+def records_of(modes: dict[str, list]) -> list[RunRecord]:
     """One record per entry: a number is a finished run with that many modes, a string the status of a
     run that ended without numbers."""
     records = []
@@ -57,7 +57,7 @@ def records_of(modes: dict[str, list]) -> list[dict]:
                 record.update(status=m, metrics={}, reason="loss/d not finite")
             else:
                 record.update(status="ok", metrics={"raw": {"modes": m}})
-            records.append(record)
+            records.append(RunRecord(**record))
     return records
 
 
@@ -88,7 +88,8 @@ def test_smallest_attainable_p_is_two_relabellings_out_of_all():
 
 
 def test_failure_rates_count_every_run_that_ended_with_wilson_intervals():
-    report = report_of(records_of(MODES) + [dict(records_of({"+ttur": [7]})[0], seed=9, status="running")], "test")
+    running = RunRecord(**{**records_of({"+ttur": [7]})[0].data, "seed": 9, "status": "running"})
+    report = report_of(records_of(MODES) + [running], "test")
     rows = table(report, "Outcomes per cell")
     # diverged, failed and collapsed (modes <= 1) runs are failures; the running one is not a run yet
     expected = {"baseline": (0, 5), "+spectral_norm": (0, 5), "+instance_noise": (2, 5), "+label_smoothing": (2, 5),
@@ -169,7 +170,8 @@ def test_markdown_and_html_carry_the_adjusted_p_and_the_choices_made():
 def test_the_command_line_options_reach_the_report(tmp_path):
     for i, record in enumerate(records_of(MODES)):
         (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "result.json").write_text(json.dumps(record))
+        record.run_dir = tmp_path / str(i)
+        record.write()
     subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path), "--no-plots", "--adjust", "bh",
                     "--failed-as", "exclude", "--collapsed-modes", "6"], capture_output=True, text=True, check=True)
     md = (tmp_path / "report.md").read_text()

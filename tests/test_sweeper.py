@@ -56,16 +56,16 @@ def test_leave_one_out_sweep_runs_every_cell_and_seed_and_reports_them(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     records = load_records(sweep)
     assert len(records) == 8
-    got = sorted((r["cell"], tuple(r["tricks"]), r["seed"]) for r in records)
+    got = sorted((r.cell, tuple(r.tricks), r.seed) for r in records)
     want = sorted((c, t, s) for c, t in [("all", ("label_smoothing", "instance_noise", "spectral_norm")),
                                          ("-label_smoothing", ("instance_noise", "spectral_norm")),
                                          ("-instance_noise", ("label_smoothing", "spectral_norm")),
                                          ("-spectral_norm", ("label_smoothing", "instance_noise"))] for s in (0, 1))
     assert got == want
     for r in records:  # every job knows its sweep, design, cell and seed, in its record and its config
-        assert r["status"] == "ok" and r["design"] == "leave_one_out" and r["reference"] == "all"
-        assert r["sweep"] == str(sweep) and r["config"]["ablation"]["cell"] == r["cell"]
-        assert r["config"]["seed"] == r["seed"]
+        assert r.status == "ok" and r.design == "leave_one_out" and r.reference == "all"
+        assert r.sweep == str(sweep) and r.config["ablation"]["cell"] == r.cell
+        assert r.config["seed"] == r.seed
 
     report = run_report(sweep)
     table = report.split("## modes (raw G)")[1].split("##")[0]
@@ -95,11 +95,11 @@ def test_conflicting_cells_are_recorded_skipped_and_not_launched(tmp_path):
                           f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     records = load_records(sweep)
-    skipped = [r for r in records if r["status"] == "skipped"]
+    skipped = [r for r in records if r.status == "skipped"]
     assert len(records) == 8 and len(skipped) == 2
-    assert {r["cell"] for r in skipped} == {"label_smoothing+one_sided_label_smoothing"}
-    assert all("conflicts with" in r["reason"] for r in skipped)
-    assert all("/skipped/" in r["run_dir"] for r in skipped)  # never given a job folder: not launched
+    assert {r.cell for r in skipped} == {"label_smoothing+one_sided_label_smoothing"}
+    assert all("conflicts with" in r.reason for r in skipped)
+    assert all("/skipped/" in str(r.run_dir) for r in skipped)  # never given a job folder: not launched
     assert sorted(int(p.name) for p in sweep.iterdir() if p.name.isdigit()) == list(range(6))
     assert "label_smoothing+one_sided_label_smoothing | 0 | skipped | trick" in run_report(sweep)
 
@@ -117,11 +117,11 @@ def test_a_raising_cell_is_recorded_failed_the_others_land_and_the_exit_code_say
                           "trainer.max_steps=3", *FAST, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1 and "2 job(s) failed" in result.stderr
     records = load_records(sweep)
-    assert sorted(r["status"] for r in records) == ["failed", "failed", "ok", "ok"]
+    assert sorted(r.status for r in records) == ["failed", "failed", "ok", "ok"]
     for r in records:
-        if r["status"] == "failed":
-            assert "UnpicklingError" in r["error"] and "metrics.extractor=inception" in r["overrides"]
-            assert "Traceback" in (sweep / str(r["job_num"]) / "traceback.txt").read_text()
+        if r.status == "failed":
+            assert "UnpicklingError" in r.error and "metrics.extractor=inception" in r.overrides
+            assert "Traceback" in (sweep / str(r.job_num) / "traceback.txt").read_text()
     report = run_report(sweep)
     assert report.count("| failed | UnpicklingError") == 2
 
@@ -152,5 +152,5 @@ def test_joblib_launcher_runs_jobs_in_other_processes_and_still_reports_failures
                           *FAST, f"hydra.sweep.dir={sweep}")
     # the failure happened in a joblib worker: the sweeper learns it from the job's returned status
     assert result.returncode == 1 and "1 job(s) failed" in result.stderr
-    assert sorted(r["status"] for r in load_records(sweep)) == ["failed", "ok"]
+    assert sorted(r.status for r in load_records(sweep)) == ["failed", "ok"]
     assert "Launching jobs, sweep output dir" in result.stdout + result.stderr  # joblib's own log line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gan_ablate.record import RunRecord
 from gan_ablate.sweep.report import report_of
 from gan_ablate.sweep.variance import split_noise
 
@@ -65,11 +66,11 @@ def test_without_two_runs_or_two_evaluations_nothing_is_split():
     assert split_noise({"a": [[1.0], [2.0], [4.0]]}) is None    # one evaluation each: no evaluation noise
 
 
-def record(cell: str, seed: int, values: list[float], status: str = "ok") -> dict:
+def record(cell: str, seed: int, values: list[float], status: str = "ok", repeated: bool = True) -> RunRecord:
     repeats = [{"fid": v} for v in values]
-    return {"cell": cell, "tricks": [] if cell == "baseline" else [cell], "seed": seed, "status": status,
-            "metrics": {"raw": {"fid": values[0]}, "ema": {"fid": values[0]}},
-            "eval_repeats": {"raw": repeats, "ema": repeats}}
+    return RunRecord(cell=cell, tricks=[] if cell == "baseline" else [cell], seed=seed, status=status,
+                     metrics={"raw": {"fid": values[0]}, "ema": {"fid": values[0]}},
+                     eval_repeats={"raw": repeats, "ema": repeats} if repeated else None)
 
 
 def test_the_report_shows_the_split_of_the_finished_runs_repeats():
@@ -88,5 +89,5 @@ def test_the_report_shows_the_split_of_the_finished_runs_repeats():
 
 
 def test_records_without_repeats_make_no_noise_table():
-    records = [{**record("baseline", s, [float(s)]), "eval_repeats": None} for s in range(3)]
+    records = [record("baseline", s, [float(s)], repeated=False) for s in range(3)]
     assert all(t.title != "Evaluation noise vs training noise" for t in report_of(records, "synthetic").tables)

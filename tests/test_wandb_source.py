@@ -29,8 +29,8 @@ def test_wandb_runs_become_records_grouped_like_local_ones():
     ])
     records = wandb_records("me/gan-ablate", "multirun/x", api=api)
     assert api.asked == ("me/gan-ablate", {"group": "multirun/x"})
-    assert records[0]["metrics"] == {"raw": {"fid": 30.0}, "ema": {"fid": 25.0}}
-    assert records[1]["metrics"] == {"raw": {"fid": 20.0}}  # final values, not the logged history
-    assert [r["status"] for r in records] == ["ok", "ok", "failed"]
+    assert records[0].metrics == {"raw": {"fid": 30.0}, "ema": {"fid": 25.0}}
+    assert records[1].metrics == {"raw": {"fid": 20.0}}  # final values, not the logged history
+    assert [r.status for r in records] == ["ok", "ok", "failed"]
     cells = group_cells(records)
     assert list(cells) == ["baseline", "+ema"] and cells["+ema"].values("raw", "fid") == [20.0]

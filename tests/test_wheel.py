@@ -74,14 +74,14 @@ def test_the_wheel_runs_from_any_folder_without_the_checkout(tmp_path):
 
     run(bin_dir / "gan-ablate", *QUICK, cwd=work)
     [record] = load_records(work / "outputs")
-    assert record["status"] == "ok" and record["iterations"] == 20
-    hydra = OmegaConf.load(Path(record["run_dir"]) / ".hydra" / "hydra.yaml").hydra
+    assert record.status == "ok" and record.iterations == 20
+    hydra = OmegaConf.load(record.run_dir / ".hydra" / "hydra.yaml").hydra
     [conf_dir] = [s.path for s in hydra.runtime.config_sources if s.provider == "main"]
     assert Path(conf_dir) == purelib / "gan_ablate" / "conf"  # the wheel's configs, not the checkout's
 
     run(bin_dir / "gan-ablate", "-m", "seed=0,1", *QUICK, cwd=work)  # the grid sweeper: a plugin from the wheel
     [sweep] = (work / "multirun").glob("*/*")
-    assert sorted((r["seed"], r["status"]) for r in load_records(sweep)) == [(0, "ok"), (1, "ok")]
+    assert sorted((r.seed, r.status) for r in load_records(sweep)) == [(0, "ok"), (1, "ok")]
     run(bin_dir / "gan-ablate-report", sweep.relative_to(work), cwd=work)
     assert "| baseline | 2 |" in (sweep / "report.md").read_text()
 
@@ -89,6 +89,6 @@ def test_the_wheel_runs_from_any_folder_without_the_checkout(tmp_path):
                    "ablation.tricks=[instance_noise]", "ablation.seeds=1", *QUICK,
                    "hydra.sweep.dir=ablation", cwd=work)
     assert "Joblib.Parallel" in ablation.stdout + ablation.stderr
-    assert sorted((r["cell"], r["status"]) for r in load_records(work / "ablation")) == [
+    assert sorted((r.cell, r.status) for r in load_records(work / "ablation")) == [
         ("+instance_noise", "ok"), ("baseline", "ok")]
     assert sorted(p.name for p in work.iterdir()) == ["ablation", "multirun", "outputs"]  # all under the folder

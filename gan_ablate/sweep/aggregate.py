@@ -14,6 +14,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from gan_ablate.record import BASELINE, RunRecord
+
 # overrides that do not define a cell: the seed, the sweeper's bookkeeping, Hydra's own
 _NOT_CELL_KEYS = ("seed", "trick", "ablation.", "hydra.", "+hydra.")
 # runs that ended without numbers; with "ok" they are the runs of a cell (running and skipped runs are not:
@@ -83,14 +85,13 @@ class Outcomes:
         return self.diverged + self.failed + (self.collapsed or 0)
 
 
-def outcomes(records: list[dict], collapsed_modes: float = 1) -> Outcomes:
+def outcomes(records: list[RunRecord], collapsed_modes: float = 1) -> Outcomes:
     """Collapsed: a finished run whose judged generator (the record's primary, raw by default) covers at
     most `collapsed_modes` modes."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    diverged = sum(r.get("status") == "diverged" for r in records)
-    failed = sum(r.get("status") == "failed" for r in records)
-    modes = [r["metrics"][net]["modes"] for r in ok
-             if "modes" in r.get("metrics", {}).get(net := r.get("primary") or "raw", {})]
+    ok = [r for r in records if r.status == "ok"]
+    diverged = sum(r.status == "diverged" for r in records)
+    failed = sum(r.status == "failed" for r in records)
+    modes = [r.metrics[net]["modes"] for r in ok if "modes" in r.metrics.get(net := r.primary or "raw", {})]
     collapsed = sum(m <= collapsed_modes for m in modes) if modes else None
     runs = len(ok) + diverged + failed
     bad = diverged + failed + (collapsed or 0)
@@ -189,24 +190,21 @@ def tested(comparisons: Sequence[Comparison]) -> int:
     return sum(not math.isnan(c.p) for c in comparisons)
 
 
-def cell_name(tricks: list[str]) -> str:
-    return "+".join(tricks) or "baseline"
-
-
 @dataclass
 class Cell:
+    """The runs a sweep made of one cell (design.DesignCell: the cell as its design planned it)."""
     name: str
     label: str                       # the design's name of the cell ("+ema", "-ema", "all", "baseline")
     variant: str = ""                # other overrides the sweep varied, e.g. "loss=hinge"
     reference: Optional[str] = None  # label of the cell this one is compared with
-    records: list[dict] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
 
-    def ok(self) -> list[dict]:
-        return [r for r in self.records if r.get("status") == "ok"]
+    def ok(self) -> list[RunRecord]:
+        return [r for r in self.records if r.status == "ok"]
 
     def n_failed(self) -> int:
         """Runs that diverged or failed: outcomes of the cell, with no numbers of their own."""
-        return sum(r.get("status") in FAILED for r in self.records)
+        return sum(r.status in FAILED for r in self.records)
 
     def outcomes(self, collapsed_modes: float = 1) -> Outcomes:
         return outcomes(self.records, collapsed_modes)
@@ -215,30 +213,30 @@ class Cell:
         return set_apart_reason(self.records)
 
     def values(self, net: str, metric: str) -> list[float]:
-        return [float(r["metrics"][net][metric]) for r in self.ok()
-                if metric in r.get("metrics", {}).get(net, {})]
+        return [float(r.metrics[net][metric]) for r in self.ok() if metric in r.metrics.get(net, {})]
 
 
-def set_apart_reason(records: list[dict]) -> Optional[str]:
+def set_apart_reason(records: list[RunRecord]) -> Optional[str]:
     """Why a cell's numbers are no finding (None: they are one): its tricks read the class labels that
     are the modes the metrics count, a trick's mechanism was fixed after the runs, or the trick's
     schedule never acted within the runs (the current code refuses that config)."""
     from omegaconf import OmegaConf
 
     from gan_ablate.config import ScheduleOutsideRun, TrainConfig
-    from gan_ablate.record import stale_tricks, uses_mode_labels
+    from gan_ablate.revisions import stale_tricks, uses_mode_labels
     from gan_ablate.validation import check_config
 
     if not records:
         return None
-    if any(r.get("uses_mode_labels", uses_mode_labels(r.get("tricks") or [], r.get("data"))) for r in records):
+    if any(uses_mode_labels(r.tricks, r.dataset) if r.uses_mode_labels is None else r.uses_mode_labels
+           for r in records):
         return "reads the class labels, which are the modes the metrics count"
     stale = {t: why for r in records for t, why in stale_tricks(r).items()}
     if stale:
         return "; ".join(f"measured before the fix to `{t}` ({why})" for t, why in sorted(stale.items()))
-    if records[0].get("config"):
+    if records[0].config:
         try:
-            check_config(OmegaConf.merge(OmegaConf.structured(TrainConfig), records[0]["config"]))
+            check_config(OmegaConf.merge(OmegaConf.structured(TrainConfig), records[0].config))
         except ScheduleOutsideRun as e:
             return f"its schedule never acted in these runs (now refused: {e})"
         except Exception:  # an older record's config the schema no longer takes: judged on its numbers
@@ -246,23 +244,23 @@ def set_apart_reason(records: list[dict]) -> Optional[str]:
     return None
 
 
-def _cell_overrides(record: dict) -> list[str]:
-    return [o for o in record.get("overrides") or [] if not o.lstrip("+~").startswith(_NOT_CELL_KEYS)]
+def _cell_overrides(record: RunRecord) -> list[str]:
+    return [o for o in record.overrides or [] if not o.lstrip("+~").startswith(_NOT_CELL_KEYS)]
 
 
-def group_cells(records: list[dict]) -> dict[str, Cell]:
+def group_cells(records: list[RunRecord]) -> dict[str, Cell]:
     """Cells keyed by name: the design's label, plus the overrides that vary across the sweep
     (an override every run shares, like trainer.max_steps=200, names no cell)."""
     per_record = [_cell_overrides(r) for r in records]
     shared = set.intersection(*(set(o) for o in per_record)) if per_record else set()
     cells: dict[str, Cell] = {}
     for r, overrides in zip(records, per_record):
-        label = r.get("cell") or cell_name(r.get("tricks", []))
+        label = r.cell_name
         variant = " ".join(o for o in overrides if o not in shared)
         name = f"{label} [{variant}]" if variant else label
-        cell = cells.setdefault(name, Cell(name, label, variant, r.get("reference")))
+        cell = cells.setdefault(name, Cell(name, label, variant, r.reference))
         cell.records.append(r)
-    first_job = {c.name: min((r.get("job_num") if r.get("job_num") is not None else math.inf) for r in c.records)
+    first_job = {c.name: min((r.job_num if r.job_num is not None else math.inf) for r in c.records)
                  for c in cells.values()}
     order = {c.name: (first_job[c.name], i) for i, c in enumerate(cells.values())}
     # reference cells first, then in the sweep's job order
@@ -270,22 +268,22 @@ def group_cells(records: list[dict]) -> dict[str, Cell]:
 
 
 def is_reference(cell: Cell) -> bool:
-    return cell.label == (cell.reference or "baseline")
+    return cell.label == (cell.reference or BASELINE)
 
 
 def reference_of(cell: Cell, cells: dict[str, Cell], override: Optional[str] = None) -> Optional[Cell]:
     """The cell `cell` is compared with: same variant, label = the design's reference (or
     `override`, or "baseline" for a plain sweep)."""
-    label = override or cell.reference or "baseline"
+    label = override or cell.reference or BASELINE
     for other in cells.values():
         if other.label == label and other.variant == cell.variant:
             return other
     return None
 
 
-def metric_names(records: list[dict]) -> list[str]:
+def metric_names(records: list[RunRecord]) -> list[str]:
     names: dict[str, None] = {}
     for r in records:
-        for per_net in r.get("metrics", {}).values():
+        for per_net in r.metrics.values():
             names.update(dict.fromkeys(k for k in per_net if k not in ("n_samples",)))
     return list(names)

@@ -24,6 +24,7 @@ import numpy as np
 from pyDOE3 import alias_vector_indices, fracfact, fracfact_aliasing, fracfact_by_res, fracfact_opt, pbdesign
 
 from gan_ablate.config import DESIGNS, ConfigError
+from gan_ablate.record import BASELINE, cell_label
 
 DEFAULT_RESOLUTION = 4
 # fracfact_opt scores every choice of generators with fracfact_aliasing over all 2^n effects: up to this many
@@ -37,7 +38,8 @@ SCREENING_RESOLUTION = 3
 
 
 @dataclass(frozen=True)
-class Cell:
+class DesignCell:
+    """A cell as a design plans it, before any run (aggregate.Cell: the runs a sweep made of one)."""
     label: str               # how reports name it: "baseline", "+ema", "all", "-ema", "ema+spectral_norm"
     tricks: tuple[str, ...]  # the full trick list of its runs, baseline tricks first
 
@@ -48,7 +50,7 @@ def _combined(baseline: list[str], extra) -> tuple[str, ...]:
 
 def design_cells(design: str, tricks: list[str], baseline: list[str] | None = None,
                  explicit: list[list[str]] | None = None, max_cells: int = 64, force: bool = False,
-                 resolution: Optional[int] = None) -> list[Cell]:
+                 resolution: Optional[int] = None) -> list[DesignCell]:
     """The cells of one design, the reference cell first. Raises ConfigError for an empty or
     oversized design, naming the ablation.* key to change."""
     baseline = list(baseline or [])
@@ -59,24 +61,25 @@ def design_cells(design: str, tricks: list[str], baseline: list[str] | None = No
     if design == "explicit":
         if not explicit:
             raise ConfigError("ablation.design=explicit needs ablation.cells, e.g. 'ablation.cells=[[],[ema],[ema,spectral_norm]]'")
-        return [Cell("+".join(c) or "baseline", _combined(baseline, c)) for c in explicit]
+        return [DesignCell(cell_label(c), _combined(baseline, c)) for c in explicit]
     if not tricks:
         raise ConfigError(f"ablation.design={design} needs ablation.tricks, e.g. ablation.tricks=[label_smoothing,ema]")
     if design == "add_one":
-        return [Cell("baseline", tuple(baseline))] + [Cell(f"+{t}", _combined(baseline, [t])) for t in tricks]
+        return [DesignCell(BASELINE, tuple(baseline))] + [DesignCell(f"+{t}", _combined(baseline, [t]))
+                                                          for t in tricks]
     if design == "leave_one_out":
-        return [Cell("all", _combined(baseline, tricks))] + [
-            Cell(f"-{t}", _combined(baseline, [u for u in tricks if u != t])) for t in tricks]
+        return [DesignCell("all", _combined(baseline, tricks))] + [
+            DesignCell(f"-{t}", _combined(baseline, [u for u in tricks if u != t])) for t in tricks]
     if design == "factorial":
         _check_size(design, tricks, 2 ** len(tricks), max_cells, force)
         subsets = [s for k in range(len(tricks) + 1) for s in itertools.combinations(tricks, k)]
-        return [Cell("+".join(s) or "baseline", _combined(baseline, s)) for s in subsets]
+        return [DesignCell(cell_label(s), _combined(baseline, s)) for s in subsets]
     matrix = two_level_design(design, tuple(tricks), resolution).matrix
     _check_size(design, tricks, len(matrix), max_cells, force)
     on = [tuple(t for t, level in zip(tricks, row) if level > 0) for row in matrix]
     # the reference first: the baseline, or all tricks on where the design does not hold the baseline
     on.sort(key=lambda subset: (len(subset) > 0, len(subset) < len(tricks)))
-    return [Cell("+".join(s) or "baseline", _combined(baseline, s)) for s in on]
+    return [DesignCell(cell_label(s), _combined(baseline, s)) for s in on]
 
 
 def _check_size(design: str, tricks: list[str], n_cells: int, max_cells: int, force: bool) -> None:
@@ -142,7 +145,7 @@ def alias_structure(design: str, tricks: list[str], resolution: Optional[int] = 
     return list(two_level_design(design, tuple(tricks), resolution).aliases)
 
 
-def design_description(design: str, tricks: list[str], baseline: list[str], cells: list[Cell],
+def design_description(design: str, tricks: list[str], baseline: list[str], cells: list[DesignCell],
                        resolution: Optional[int] = None) -> dict:
     """What a sweep's design.json holds: the cells with each trick's level (-1 off, +1 on), and for the two-level
     designs their resolution, generators and aliases (None where the design is not a two-level one)."""

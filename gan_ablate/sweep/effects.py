@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
+from gan_ablate.record import RunRecord
 from gan_ablate.sweep.aggregate import ALPHA, Cell, adjust
 
 # designs whose cells vary tricks independently enough to estimate effects, and grid (a plain multirun,
@@ -73,13 +74,13 @@ class Effects:
         return next((t for t in self.terms if t.name == bare or bare in (a.lstrip("-") for a in t.aliases)), None)
 
 
-def applies(records: list[dict]) -> bool:
-    designs = {r.get("design") for r in records}
+def applies(records: list[RunRecord]) -> bool:
+    designs = {r.design for r in records}
     return designs <= set(EFFECT_DESIGNS) | {None}
 
 
 def _tricks(cell: Cell) -> list[str]:
-    return cell.records[0].get("tricks") or []
+    return cell.records[0].tricks
 
 
 def factors_of(cells: list[Cell]) -> list[str]:

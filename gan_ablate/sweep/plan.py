@@ -16,6 +16,7 @@ import numpy as np
 from statsmodels.stats.power import TTestIndPower
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from gan_ablate.record import RunRecord
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, group_cells,
                                        metric_names, reference_of, smallest_p)
 
@@ -198,7 +199,7 @@ def plan_one(metric: str, net: str, cells: dict[str, Cell], delta: float, compar
     return plan
 
 
-def plan_sweep(records: list[dict], deltas: Deltas, analysis: Analysis = Analysis(), power: float = POWER,
+def plan_sweep(records: list[RunRecord], deltas: Deltas, analysis: Analysis = Analysis(), power: float = POWER,
                reference: Optional[str] = None) -> list[Plan]:
     """A plan per planned metric and generator (the primary first, as the report's tables)."""
     if not 0 < power < 1:
@@ -209,7 +210,7 @@ def plan_sweep(records: list[dict], deltas: Deltas, analysis: Analysis = Analysi
     if not comparisons:
         raise PlanError(f"the sweep compares no cells ({len(cells)} cell(s), none with a reference other than "
                         "itself): a pilot needs the design's cells (e.g. hydra/sweeper=ablation)")
-    primary = next((r["primary"] for r in records if r.get("primary")), "raw")
+    primary = next((r.primary for r in records if r.primary), "raw")
     nets = [primary] + [n for n in ("raw", "ema") if n != primary]
     return [plan_one(m, net, cells, deltas.of(m), comparisons, analysis, power)
             for m in metrics for net in nets if any(cell.values(net, m) for cell in cells.values())]
@@ -227,7 +228,7 @@ def alpha_text(analysis: Analysis, comparisons: int) -> str:
     return f"α = {ALPHA}: not adjusted for the {comparisons} comparisons of each table (--adjust none)"
 
 
-def plan_report(plans: list[Plan], records: list[dict], source: str, analysis: Analysis, power: float):
+def plan_report(plans: list[Plan], records: list[RunRecord], source: str, analysis: Analysis, power: float):
     """The plan as a Report: one table, the notes that say how it was made."""
     from gan_ablate.sweep.report import Report, Table, fmt
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from gan_ablate.record import METRIC_DIRECTIONS, load_records
+from gan_ablate.record import METRIC_DIRECTIONS, RunRecord, load_records
 from gan_ablate.sweep import effects
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, compare,
                                        group_cells, is_reference, metric_names, reference_of, runs_text, summarise,
@@ -176,7 +176,7 @@ def analysis_note(analysis: Analysis) -> str:
     return f"Comparisons: exact permutation tests, {adjusted}; {failures}"
 
 
-def evaluation_noise_table(records: list[dict], cells: dict[str, Cell]) -> Optional[Table]:
+def evaluation_noise_table(records: list[RunRecord], cells: dict[str, Cell]) -> Optional[Table]:
     """Per metric and G, the spread of one evaluation split into evaluation noise (between the latent sets of
     metrics.eval_repeats, one G) and training noise (between the runs of a cell): gan_ablate/sweep/variance.py."""
     from gan_ablate.sweep.variance import repeated_values, split_noise
@@ -215,18 +215,18 @@ def cells_set_apart(cells: dict[str, Cell]) -> Optional[Table]:
                  "their numbers are shown but not compared: they are no evidence for or against the trick")
 
 
-def runs_without_results(records: list[dict]) -> Optional[Table]:
+def runs_without_results(records: list[RunRecord]) -> Optional[Table]:
     rows = []
     for r in records:
-        if r.get("status") != "ok":
+        if r.status != "ok":
             # records written before diverged runs had a reason keep it in their non_finite flag
-            flagged = [f["detail"] for f in r.get("failure_flags", []) if f.get("flag") == "non_finite"]
-            reason = r.get("reason") or r.get("error") or r.get("note") or "".join(flagged[:1])
-            if "diverged_at_iteration" in r:
-                reason += f" (first at iteration {r['diverged_at_iteration']}, stopped at {r.get('iterations', '?')})"
-            where = Path(r["run_dir"]).name if "run_dir" in r else ""
-            rows.append([r.get("cell") or r.get("name", ""), str(r.get("seed", "")), r.get("status", "?"),
-                         reason, where])
+            flagged = [f["detail"] for f in r.failure_flags if f.get("flag") == "non_finite"]
+            reason = r.reason or r.error or r.note or "".join(flagged[:1])
+            if r.diverged_at_iteration is not None:
+                stopped = "?" if r.iterations is None else r.iterations
+                reason += f" (first at iteration {r.diverged_at_iteration}, stopped at {stopped})"
+            where = r.run_dir.name if r.run_dir else ""
+            rows.append([r.cell or r.name, "" if r.seed is None else str(r.seed), r.status or "?", reason, where])
     if not rows:
         return None
     return Table("Runs without results", ["cell", "seed", "status", "reason", "folder"], rows,
@@ -244,25 +244,25 @@ def build_report(sweep_dir: Path, reference: Optional[str] = None, plots: bool =
     return report_of(records, str(sweep_dir), sweep_dir / "report" if plots else None, reference, analysis)
 
 
-def report_of(records: list[dict], source: str, plot_dir: Optional[Path] = None,
+def report_of(records: list[RunRecord], source: str, plot_dir: Optional[Path] = None,
               reference: Optional[str] = None, analysis: Analysis = Analysis()) -> Report:
     """The report of any records (local result.json files, or runs read from W&B)."""
     cells = group_cells(records)
-    statuses = sorted({r.get("status", "?") for r in records})
-    design = sorted({r["design"] for r in records if r.get("design")})
+    statuses = sorted({r.status or "?" for r in records})
+    design = sorted({r.design for r in records if r.design})
     report = Report(
         title=f"Ablation report: {source}",
         summary=f"{len(records)} runs in {len(cells)} cells" + (f" (design: {', '.join(design)})" if design else "")
-        + "; " + ", ".join(f"{s} {sum(r.get('status') == s for r in records)}" for s in statuses),
+        + "; " + ", ".join(f"{s} {sum(r.status == s for r in records)}" for s in statuses),
     )
-    extractors = sorted({str(r.get("extractor_id", r.get("extractor"))) for r in records if r.get("status") == "ok"})
+    extractors = sorted({str(r.extractor_id or r.extractor) for r in records if r.status == "ok"})
     if len(extractors) > 1:
         report.notes.append(f"**Warning**: runs measured with different extractors ({', '.join(extractors)}): "
                                "their numbers are not comparable")
     report.notes += [DESIGN_LEGENDS[d] for d in design if d in DESIGN_LEGENDS]
     report.notes.append(analysis_note(analysis))
     metrics = metric_names(records)
-    primary = next((r["primary"] for r in records if r.get("primary")), "raw")
+    primary = next((r.primary for r in records if r.primary), "raw")
     nets = [primary] + [n for n in ("raw", "ema") if n != primary]
     report.tables = [t for t in (outcome_table(cells, analysis),) if t]
     # cells set apart are no evidence for or against their tricks: left out of the effects, not only uncalled

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gan_ablate.record import METRIC_DIRECTIONS  # noqa: E402
+from gan_ablate.record import METRIC_DIRECTIONS, RunRecord  # noqa: E402
 from gan_ablate.sweep.aggregate import ALPHA, Cell, summarise  # noqa: E402
 from gan_ablate.sweep.effects import Effects  # noqa: E402
 
@@ -61,8 +61,8 @@ def metric_per_cell(cells: dict[str, Cell], metric: str, out: Path) -> str:
     return _save(fig, out / f"metric_{_safe(metric)}.png")
 
 
-def _run_log(record: dict) -> Optional[pd.DataFrame]:
-    path = Path(record["run_dir"]) / "csv" / "metrics.csv"
+def _run_log(record: RunRecord) -> Optional[pd.DataFrame]:
+    path = Path(record.run_dir) / "csv" / "metrics.csv"
     if not path.exists():
         return None
     try:
@@ -114,7 +114,7 @@ def evaluation_curves(cells: dict[str, Cell], metrics: list[str], out: Path, net
         for name, cell in cells.items():
             points: dict[int, list[float]] = {}
             for r in cell.records:
-                for h in r.get("history") or []:
+                for h in r.history:
                     if metric in h.get(net, {}):
                         points.setdefault(h["iteration"], []).append(float(h[net][metric]))
             if points:
@@ -131,8 +131,8 @@ def evaluation_curves(cells: dict[str, Cell], metrics: list[str], out: Path, net
 
 
 def _last_sample_image(cell: Cell) -> Optional[Path]:
-    for r in sorted(cell.records, key=lambda r: r.get("seed", 0)):
-        images = sorted((Path(r["run_dir"]) / "samples").glob("samples_*.png"))
+    for r in sorted(cell.records, key=lambda r: r.seed or 0):
+        images = sorted((Path(r.run_dir) / "samples").glob("samples_*.png"))
         if images:
             return images[-1]
     return None

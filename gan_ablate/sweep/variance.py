@@ -25,6 +25,8 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 
+from gan_ablate.record import RunRecord
+
 
 @dataclass(frozen=True)
 class NoiseSplit:
@@ -73,12 +75,12 @@ def split_noise(cells: Mapping[str, Sequence[Sequence[float]]]) -> NoiseSplit | 
                       float(ms_within), float(between))
 
 
-def repeated_values(cells: Mapping[str, Sequence[dict]], net: str, metric: str) -> dict[str, list[list[float]]]:
+def repeated_values(cells: Mapping[str, Sequence[RunRecord]], net: str, metric: str) -> dict[str, list[list[float]]]:
     """cell -> one list of eval_repeats values per finished run that has them (cell: its records)."""
     found: dict[str, list[list[float]]] = {}
     for name, records in cells.items():
         for r in records:
-            values = [float(rep[metric]) for rep in (r.get("eval_repeats") or {}).get(net) or [] if metric in rep]
-            if r.get("status") == "ok" and values and np.all(np.isfinite(values)):
+            values = [float(rep[metric]) for rep in (r.eval_repeats or {}).get(net) or [] if metric in rep]
+            if r.status == "ok" and values and np.all(np.isfinite(values)):
                 found.setdefault(name, []).append(values)
     return found

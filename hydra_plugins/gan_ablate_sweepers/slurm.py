@@ -45,17 +45,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
         try:
             return job.results()[0]
         except Exception as e:  # submitit: UncompletedJobError (cancelled, timed out...), FailedJobError
-            import json
-
-            from gan_ablate.record import RESULT_FILE, RunRecord, fields_from_overrides
+            from gan_ablate.record import RunRecord
 
             state = getattr(job, "state", "?")
             reason = f"SLURM job {job.job_id} ended {state}: {str(e).splitlines()[0]}"
             log.error("job %s: %s", job_dir.name, reason)
-            path = job_dir / RESULT_FILE
-            fields = json.loads(path.read_text()) if path.exists() else fields_from_overrides(overrides)
-            fields.update(status="failed", error=reason, slurm_job_id=job.job_id)
-            RunRecord(job_dir, **fields).write()
+            RunRecord.failed_job(job_dir, overrides, reason, slurm_job_id=job.job_id)
             ret = JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED)
             ret.return_value = "failed"
             return ret

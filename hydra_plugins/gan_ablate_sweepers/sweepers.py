@@ -141,10 +141,8 @@ class AblationSweeper(Sweeper):
         return None
 
     def record_skipped(self, run_dir: Path, cell, seed: int, reason: str, reference: str) -> None:
-        from gan_ablate.record import RunRecord, run_name
+        from gan_ablate.record import RunRecord
 
-        spec = self.config.ablation
-        RunRecord(run_dir, name=run_name(list(cell.tricks), seed), tricks=list(cell.tricks), seed=seed,
-                  sweep=str(self.config.hydra.sweep.dir), design=spec.design, cell=cell.label,
-                  reference=reference, status="skipped", reason=reason, metrics={}).write()
+        RunRecord.skipped(run_dir, list(cell.tricks), seed, reason, sweep=str(self.config.hydra.sweep.dir),
+                          design=self.config.ablation.design, cell=cell.label, reference=reference).write()
         log.warning("cell %s seed %d skipped: %s", cell.label, seed, reason)
