@@ -1,7 +1,7 @@
 """Evaluates the raw and the EMA generator every N iterations and at the end of training.
 
 Latent sets. The periodic evaluations (result.json's `history`, and its headline `metrics`: the last of them) all
-score the evaluator's fixed `z`, drawn from the run's seed (run.py evaluation_latent). With metrics.eval_repeats=K
+score the evaluator's fixed `z`, drawn from the run's seed (evaluators.evaluation_latent). With metrics.eval_repeats=K
 (K >= 2) the final raw and EMA G are also scored on K further sets of the same size (`eval_repeats`: evaluation
 noise, to set against the training noise between seeds); each further set comes from its own seed (LatentSets).
 

@@ -12,7 +12,7 @@ from gan_ablate.tricks.base import Trick, register
 
 # The seed of the stream that resamples evaluation latents: no run's (runs use small seeds; an ablation's count
 # from 0), and torch's CPU generator reads only a seed's low 32 bits. The evaluation z is drawn from the run's
-# seed (run.evaluation_latent): resampled from that same stream, the replaced components would be copies of z's
+# seed (evaluators.evaluation_latent): resampled from that same stream, the replaced components would be copies of z's
 # own, shared between samples.
 RESAMPLE_SEED = 2**32 - 1
 
