@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_ablate.config import LossConfig
+from gan_ablate.registry import add_to_registry
 
 
 class Loss:
@@ -38,15 +39,8 @@ LOSSES: dict[str, type[Loss]] = {}
 
 
 def register_loss(cls: type[Loss]) -> type[Loss]:
-    """Add a loss class to LOSSES under its `name`; a second class under a taken name is refused, not swapped in."""
-    if not (isinstance(cls, type) and issubclass(cls, Loss)):
-        raise TypeError(f"register_loss: {cls!r} is not a subclass of Loss")
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} needs a `name`")
-    if cls.name in LOSSES:
-        raise ValueError(f"loss {cls.name!r} is already registered (by {LOSSES[cls.name].__qualname__})")
-    LOSSES[cls.name] = cls
-    return cls
+    """Add a loss class to LOSSES under its `name` (gan_ablate/registry.py's rule)."""
+    return add_to_registry(LOSSES, cls, Loss, "loss", "register_loss")
 
 
 @register_loss

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gan_ablate.config import ConfigError, TrickConflict
 from gan_ablate.tricks.surface import RealBatch, TrickSurface
+from gan_ablate.registry import add_to_registry
 
 
 @dataclass
@@ -129,16 +130,8 @@ TRICKS: dict[str, type[Trick]] = {}
 
 
 def register(cls: type[Trick]) -> type[Trick]:
-    """Add a trick class to TRICKS under its `name`; a second class under a taken name is refused, not swapped
-    in (as torch-fidelity's register_feature_extractor refuses one)."""
-    if not (isinstance(cls, type) and issubclass(cls, Trick)):
-        raise TypeError(f"register: {cls!r} is not a subclass of Trick")
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} needs a `name`")
-    if cls.name in TRICKS:
-        raise ValueError(f"trick {cls.name!r} is already registered (by {TRICKS[cls.name].__qualname__})")
-    TRICKS[cls.name] = cls
-    return cls
+    """Add a trick class to TRICKS under its `name` (gan_ablate/registry.py's rule)."""
+    return add_to_registry(TRICKS, cls, Trick, "trick", "register")
 
 
 def parse_params(cls: type[Trick], raw: Any, key: str):
