@@ -15,6 +15,7 @@ def refuse_points(trick: str, gan) -> None:
     """Augmentations of images have no meaning on 2-D points: one ConfigError line, before training."""
     if len(gan.sample_shape) == 3:
         return
+    # here, not at the top: the data modules import Lightning, and validation.py imports the tricks light
     from gan_ablate.data import DATAMODULES
     from gan_ablate.data.toy import MixtureDataModule
 
