@@ -350,7 +350,7 @@ IMAGE_DATA = "digits, mnist, stacked_mnist, cifar10, image_folder"
 def test_augmenting_tricks_refuse_2d_data_and_take_images(trick, data):
     with pytest.raises(ConfigError) as refused:
         make_module(f"data={data}", f"trick={trick}")
-    assert str(refused.value) == (f"data={data}: trick={trick} augments images and this data is 2-D points; "
+    assert str(refused.value) == (f"data={data}: trick={trick} needs image data (this is 2-D points); "
                                   f"allowed: data={IMAGE_DATA}")
     assert make_module("data=digits", f"trick={trick}").sample_shape == (1, 8, 8)
 
@@ -361,7 +361,7 @@ def test_train_py_refuses_augmentation_on_2d_data_on_one_line(tmp_path, args):
     result = run_train_py(*args, "logger=csv", f"hydra.run.dir={tmp_path}/run", timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"gan-ablate: config error: data=ring8: {args[0]} augments images and this data is 2-D points; "
+        f"gan-ablate: config error: data=ring8: {args[0]} needs image data (this is 2-D points); "
         f"allowed: data={IMAGE_DATA}"]
     assert "Traceback" not in result.stdout and not (tmp_path / "run" / "result.json").exists()
 

@@ -20,7 +20,7 @@ def refuse_points(trick: str, gan) -> None:
     from gan_ablate.data.toy import MixtureDataModule
 
     images = [name for name, module in DATAMODULES.items() if module is not MixtureDataModule]
-    raise ConfigError(f"data={gan.cfg.data.name}: trick={trick} augments images and this data is 2-D points; "
+    raise ConfigError(f"data={gan.cfg.data.name}: trick={trick} needs image data (this is 2-D points); "
                       f"allowed: data={', '.join(images)}")
 
 
