@@ -141,7 +141,8 @@ class Consistency(Trick):
     Regularization for GANs", AAAI 2021, Algorithm 1): D's loss adds
     lambda_real * mean (D(x) - D(T(x)))^2 + lambda_fake * mean (D(G(z)) - D(T(G(z))))^2; G's loss is unchanged.
     As PyTorch-StudioGAN src/worker.py (apply_bcr) takes it: D's outputs on the plain and the augmented batch
-    both carry gradient (neither is detached), one draw of T per sample; T is flip + translation (1/8 of the
+    both carry gradient (neither is detached, as in the CR of mit-han-lab/data-efficient-gans
+    DiffAugment-biggan-cifar/train_fns.py too), one draw of T per sample; T is flip + translation (1/8 of the
     side), its cr.py. D(x) is taken on the batch as sampled, before other tricks' d_input (the paper's x)."""
     name = "consistency"
 
