@@ -34,10 +34,13 @@ DECIMALS = {"modes": 2, "hq": 1, "reverse_kl": 3}
 # Lin et al., "PacGAN", NeurIPS 2018, Table 1: the unpacked GAN under the full protocol.
 PAPER = {"ring8": ("8", "6.3 ± 0.5", "98.2", "0.45"), "grid25": ("25", "17.3 ± 0.8", "94.8", "0.70")}
 PRESETS = {"ring8": "pacgan_ring_short", "grid25": "pacgan_grid_short"}
+# why tricks/augment.py's tricks have no row here
+ON_IMAGES_ONLY = "it augments images, and these protocols' data are 2-D points (it refuses them)."
 # tricks of the catalogue the table does not run (the Makefile's TRICKS_2D lists the others)
 LEFT_OUT = {"large_batch": "it replaces the protocols' batch of 100 by 1,024, a different protocol rather than "
                            "a trick on top of it, at 10x the compute per iteration (the command above with "
-                           "`ablation.tricks=[large_batch]` and another `hydra.sweep.dir` runs it alone)."}
+                           "`ablation.tricks=[large_batch]` and another `hydra.sweep.dir` runs it alone).",
+            "diffaugment": ON_IMAGES_ONLY, "consistency": ON_IMAGES_ONLY}
 
 
 def regenerating_command() -> str:

@@ -25,6 +25,8 @@ STEP_HOOKS = ("d_fake_batch", "d_input", "d_targets", "d_objective", "d_penalty"
 # schedules that act late at their defaults: brought forward so that three iterations show them
 EARLY = {"checkpoint_swap": ["trick.checkpoint_swap.snapshot_every=1", "trick.checkpoint_swap.swap_every=2"],
          "instance_noise": []}
+# tricks that refuse 2-D points (tricks/augment.py): their hooks are shown on images
+IMAGE_ONLY = {"consistency": ["data=digits"], "diffaugment": ["data=digits"]}
 
 
 def overridden(cls: type[Trick], hooks) -> list[str]:
@@ -54,7 +56,7 @@ PHASES = {"d_fake_batch": {"d"}, "d_input": {"d", "g"}, "d_targets": {"d"}, "d_o
 def test_every_hook_a_trick_overrides_is_called_from_its_updates_in_training_step(name):
     """Each hook the trick overrides is called, and from the update(s) it belongs to: d_input from D's
     update and from G's (real and fake enter D in both), a D hook from D's update only, and so on."""
-    module = make_module(f"trick={name}", *EARLY.get(name, []))
+    module = make_module(f"trick={name}", *EARLY.get(name, []), *IMAGE_ONLY.get(name, []))
     (trick,) = module.tricks
     phase = ["between"]
     for net, step in (("d", "discriminator_step"), ("g", "generator_step")):
