@@ -138,6 +138,10 @@ def test_a_negative_gamma_or_an_interval_below_one_is_refused(override, message)
         check_config(make_cfg("trick=r1", override))
 
 
+def test_gamma_0_and_interval_1_are_allowed():
+    assert check_config(make_cfg("trick=r1", "trick.r1.gamma=0.0", "trick.r1.interval=1")).trick["r1"]["gamma"] == 0.0
+
+
 # -- LeCam -----------------------------------------------------------------------------------------------
 
 def lecam_closed_form(weight, real, fake, real_anchor, fake_anchor):
