@@ -142,6 +142,10 @@ class GANModule(pl.LightningModule):
         x = self.draw_real()
         return RealBatch(x, None if self.real_labels is None else self.real_labels[self.draw_real.last_index])
 
+    def discriminate(self, x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """D's outputs for x through every trick's d_input, as the updates feed D (for the tricks' penalties)."""
+        return self.D(self.hooks.d_input(x, ctx))
+
     def replace_net(self, which: str, net: nn.Module) -> None:
         """The one way a trick swaps G or D (in setup, before the EMA copy and the optimisers see them)."""
         if which not in ("G", "D"):
@@ -182,7 +186,7 @@ class GANModule(pl.LightningModule):
         self.real_labels = labels
         data = self.hooks.prepare_data(data, labels)
         self.real_data = data
-        bs = self.cfg.data.batch_size
+        bs = self.hooks.samples_per_batch(self.cfg.data.batch_size)
         self.draw_real = TensorBatches(data, bs) if self.cfg.data.cache else LoaderBatches(data, bs, self.cfg.seed)
         if isinstance(self.D, WithReferenceBatch):
             self.D.set_reference(data)
@@ -266,7 +270,7 @@ class GANModule(pl.LightningModule):
         return logits[: len(real)], logits[len(real):]
 
     def generator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
-        fake = self.G(self.sample_z(self.cfg.data.batch_size))
+        fake = self.G(self.sample_z(self.hooks.samples_per_batch(self.cfg.data.batch_size)))
         fake_logits = self.D(self.hooks.d_input(fake, ctx))
         real_logits = self.D(self.hooks.d_input(self.real_batch().x, ctx)) if self.loss.g_uses_real else None
         loss = self.hooks.g_objective(self.loss.g_loss(fake_logits, real_logits), self, fake, ctx)

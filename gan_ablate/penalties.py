@@ -1,18 +1,34 @@
-"""The gradient penalties: the gradient_penalty trick and the WGAN-GP and DRAGAN recipes add them
-(tricks/regularizers.py, tricks/loss_recipes.py); tests prove them here on their own."""
+"""The gradient penalties: the gradient_penalty, r1 and r2 tricks and the WGAN-GP and DRAGAN recipes add
+them (tricks/regularizers.py, tricks/loss_recipes.py); tests prove them here on their own."""
 from __future__ import annotations
 
 import torch
 
 
+def input_gradient(critic, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(critic's outputs at x, the gradient of their sum with respect to x), differentiable again, in
+    full precision even inside a bf16/fp16 autocast region: a penalty on gradients is a small quantity,
+    which half precision rounds away, and its double backward runs through the same ops."""
+    x = x.detach().float().requires_grad_(True)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        outputs = critic(x).float()
+        (grad,) = torch.autograd.grad(outputs.sum(), x, create_graph=True)
+        return outputs, grad
+
+
 def unit_gradient_penalty(critic, x_hat: torch.Tensor) -> torch.Tensor:
-    """E[(||grad critic(x_hat)|| - 1)^2], in full precision even inside a bf16/fp16 autocast region:
-    the penalty is a small difference of gradient norms, which half precision rounds away, and its
-    double backward runs through the same ops."""
-    x_hat = x_hat.detach().float().requires_grad_(True)
-    with torch.autocast(device_type=x_hat.device.type, enabled=False):
-        (grad,) = torch.autograd.grad(critic(x_hat).float().sum(), x_hat, create_graph=True)
-        return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+    """E[(||grad critic(x_hat)|| - 1)^2]."""
+    _, grad = input_gradient(critic, x_hat)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def zero_centred_gradient_penalty(critic, x: torch.Tensor) -> torch.Tensor:
+    """E||grad critic(x)||^2 (Mescheder et al. 2018's R1 at real x, R2 at fake x, without gamma / 2), as
+    LMescheder/GAN_stability gan_training/train.py `compute_grad2(...).mean()` takes it: the squared
+    gradient summed over an input's dimensions, averaged over the critic's outputs. The critic may map
+    several rows of x to one output (packing): the mean is per output, over the inputs the critic judged."""
+    outputs, grad = input_gradient(critic, x)
+    return grad.pow(2).sum() / outputs.numel()
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

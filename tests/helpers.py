@@ -40,6 +40,21 @@ def run_steps(module, n: int):
     return module._test_opts
 
 
+
+def track_update(module) -> list[str]:
+    """A one-item list holding the update training_step is in: "d" (discriminator_step), "g"
+    (generator_step) or "between"."""
+    phase = ["between"]
+    for net, step in (("d", "discriminator_step"), ("g", "generator_step")):
+        def in_phase(*args, _net=net, _step=getattr(module, step), **kwargs):
+            phase[0] = _net
+            try:
+                return _step(*args, **kwargs)
+            finally:
+                phase[0] = "between"
+        setattr(module, step, in_phase)
+    return phase
+
 class RecordingLogger:
     """A logger that keeps what it is sent; `mode` is its W&B experiment's mode (None: no experiment)."""
 

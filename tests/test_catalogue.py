@@ -59,6 +59,10 @@ PROOFS = {
                                    "test_penalties.test_historical_averaging_adds_each_nets_distance_to_its_own_past_mean_to_its_loss"],
     "trick/instance_noise": ["test_tricks.test_instance_noise_std_follows_the_linear_schedule",
                              "test_tricks.test_instance_noise_added_to_d_inputs_has_the_scheduled_std"],
+    "trick/lecam": ["test_r1_r2_lecam.test_lecam_term_equals_the_closed_form_against_anchors_updated_by_this_updates_outputs_first",
+                    "test_r1_r2_lecam.test_lecam_anchors_follow_the_current_means_before_start_and_the_ema_from_it_and_act_after_it",
+                    "test_r1_r2_lecam.test_lecam_reaches_ds_loss_in_training_step_and_not_gs",
+                    "test_r1_r2_lecam.test_lecam_resumes_with_its_anchors"],
     "trick/label_smoothing": ["test_tricks.test_label_smoothing_targets_lie_in_their_ranges_and_fill_them",
                               "test_tricks.test_label_smoothing_targets_reach_the_d_loss"],
     "trick/large_batch": ["test_tricks_structure.test_presets_set_the_core_values_from_their_parameters"],
@@ -70,11 +74,21 @@ PROOFS = {
                               "test_tricks_structure.test_multi_generator_extra_generators_follow_model_init_from_the_runs_seed"],
     "trick/n_critic": ["test_tricks_structure.test_n_critic_and_ttur_presets_reach_the_optimisers"],
     "trick/noisy_labels": ["test_tricks.test_noisy_labels_flip_at_rate_p"],
+    "trick/pac": ["test_packing.test_pack_i_joins_sample_i_of_each_of_the_m_chunks_in_chunk_order",
+                  "test_packing.test_d_is_rebuilt_for_inputs_m_times_as_wide_and_judges_one_pack_per_output",
+                  "test_packing.test_training_step_feeds_d_packs_of_m_real_or_m_fake_samples_in_both_updates",
+                  "test_packing.test_gs_gradient_reaches_every_sample_of_every_pack_in_gs_update",
+                  "test_packing.test_a_bad_m_and_a_per_sample_trick_are_refused_before_training_on_one_line"],
     "trick/one_sided_label_smoothing": ["test_tricks.test_one_sided_label_smoothing_sets_real_targets_only"],
     "trick/orthogonal_reg": ["test_tricks.test_orthogonal_reg_is_zero_for_orthogonal_weights_only",
                              "test_tricks.test_orthogonal_reg_adds_biggans_ortho_gradient_to_g_before_its_step",
                              "test_tricks.test_orthogonal_reg_d_beta_adds_the_same_gradient_to_d",
                              "test_penalties.test_orthogonal_reg_adds_the_ortho_gradient_of_its_own_strength_to_each_net_through_training_step"],
+    **{f"trick/{name}": ["test_r1_r2_lecam.test_zero_centred_penalty_is_the_mean_over_samples_of_the_squared_input_gradient",
+                         "test_r1_r2_lecam.test_r1_is_taken_at_the_real_batch_and_r2_at_the_fake_batch_with_gamma_over_2",
+                         "test_r1_r2_lecam.test_the_penalty_gradient_reaches_ds_parameters_as_plain_autograd_gives_it",
+                         "test_r1_r2_lecam.test_the_penalty_reaches_ds_loss_every_interval_d_updates_scaled_by_the_interval",
+                         "test_r1_r2_lecam.test_resume_continues_the_d_update_count"] for name in ("r1", "r2")},
     "trick/skip_z": ["test_families.test_skip_z_feeds_a_chunk_of_z_to_every_block"],
     "trick/spectral_norm": ["test_tricks.test_spectral_norm_keeps_largest_singular_value_near_one_after_training",
                             "test_penalties.test_spectral_norm_normalises_the_nets_its_parameters_name_and_only_those"],
@@ -184,8 +198,4 @@ def test_every_catalogue_id_is_a_config_option():
     ids -= {"grad_norms", "failure_watch", "fid", "is", "kid", "seeds", "sample_grids"}
     conf = ROOT / "gan_ablate" / "conf"
     names = {p.stem for p in conf.rglob("*.yaml")} | {p.name for p in conf.iterdir()}
-    # The catalogue's newest rows (PacGAN packing and the modern regularisers) are issue 16's work: listed
-    # here until they exist, and this test fails once one exists and is still listed.
-    planned = {"lecam", "pac", "r1", "r2"}
-    assert sorted(ids - names - planned) == []
-    assert sorted(planned & names) == [], "built: remove it from `planned`"
+    assert sorted(ids - names) == []

@@ -35,6 +35,7 @@ ACTS_WITHIN_A_FEW_ITERATIONS = {
     "trick=experience_replay": ["trick.experience_replay.buffer_size=64"],
     "trick=g_history": ["trick.g_history.buffer_size=64"],
     "loss=began": ["loss.lambda_k=0.5"],
+    "trick=lecam": ["trick.lecam.start=1"],  # the term joins D's loss after iteration 1
 }
 BEFORE, AFTER = 4, 2  # iterations before the checkpoint, and after it
 

@@ -21,8 +21,9 @@ def uses_of_gan(path: Path) -> list[tuple[int, str, bool]]:
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "gan"]
 
 
-def test_the_surface_is_the_nets_config_data_shape_classes_real_batches_device_and_replace_net():
-    assert MEMBERS == {"G", "D", "cfg", "sample_shape", "n_classes", "device", "real_batch", "replace_net"}
+def test_the_surface_is_the_nets_config_data_shape_classes_real_batches_device_discriminate_and_replace_net():
+    assert MEMBERS == {"G", "D", "cfg", "sample_shape", "n_classes", "device", "real_batch", "discriminate",
+                       "replace_net"}
 
 
 def test_the_module_implements_the_surface():

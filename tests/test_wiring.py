@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TINY, make_cfg, make_module
-from helpers import run_steps
+from helpers import run_steps, track_update
 from omegaconf import OmegaConf
 
 from gan_ablate.config import validate
@@ -58,15 +58,7 @@ def test_every_hook_a_trick_overrides_is_called_from_its_updates_in_training_ste
     update and from G's (real and fake enter D in both), a D hook from D's update only, and so on."""
     module = make_module(f"trick={name}", *EARLY.get(name, []), *IMAGE_ONLY.get(name, []))
     (trick,) = module.tricks
-    phase = ["between"]
-    for net, step in (("d", "discriminator_step"), ("g", "generator_step")):
-        def in_phase(*args, _net=net, _step=getattr(module, step), **kwargs):
-            phase[0] = _net
-            try:
-                return _step(*args, **kwargs)
-            finally:
-                phase[0] = "between"
-        setattr(module, step, in_phase)
+    phase = track_update(module)
     seen: dict[str, set] = {h: set() for h in step_hooks(type(trick))}
     for hook in seen:
         def counting(*args, _hook=hook, _original=getattr(trick, hook), **kwargs):

@@ -7,7 +7,7 @@ from typing import Any
 
 from gan_ablate.config import ConfigError
 from gan_ablate.tricks import (  # noqa: F401
-    architecture, labels, latent, noise, normalization, presets, regularizers, replay, schedule,
+    architecture, labels, latent, noise, normalization, packing, presets, regularizers, replay, schedule,
 )
 from gan_ablate.tricks import augment  # noqa: F401
 from gan_ablate.tricks.base import (  # noqa: F401

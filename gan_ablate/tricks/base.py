@@ -58,6 +58,11 @@ class Trick:
         """Once, on the whole training set held on the device (conditioning appends labels)."""
         return data
 
+    def samples_per_batch(self, batch_size: int) -> int:
+        """How many samples every update draws, real and fake, for data.batch_size inputs of D: more
+        where a trick makes one input of D from several samples (packing)."""
+        return batch_size
+
     def d_fake_batch(self, fake: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """The fake batch of a D update (replay buffers mix older fakes in here)."""
         return fake
@@ -184,6 +189,11 @@ class HookChain:
         for t in self.tricks:
             data = t.prepare_data(data, labels)
         return data
+
+    def samples_per_batch(self, batch_size):
+        for t in self.tricks:
+            batch_size = t.samples_per_batch(batch_size)
+        return batch_size
 
     def d_fake_batch(self, fake, ctx):
         for t in self.tricks:

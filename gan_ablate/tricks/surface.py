@@ -1,5 +1,5 @@
 """What a trick's hooks may use of the GAN being trained: the nets, the config, the data's shape and
-classes, real batches with their labels, the device, and one way to replace a net.
+classes, real batches with their labels, the device, D as the step applies it, and one way to replace a net.
 
 GANModule implements this; tricks are typed against it, not against the LightningModule, so a trick
 cannot come to depend on the module's other attributes (tests/test_trick_surface.py checks that every
@@ -44,6 +44,10 @@ class TrickSurface(Protocol):
 
     def real_batch(self) -> RealBatch:
         """A fresh real batch with its labels, drawn from the iteration's seeded stream."""
+
+    def discriminate(self, x: torch.Tensor, ctx) -> torch.Tensor:
+        """D's outputs for x as the training step takes them: x through every trick's d_input, then D
+        (`ctx`: the step's StepContext); differentiable in x, for penalties on D's input gradient."""
 
     def replace_net(self, which: Literal["G", "D"], net: nn.Module) -> None:
         """Put `net` in place of G or D; only in `setup`, before the EMA copy and the optimisers see the nets."""
