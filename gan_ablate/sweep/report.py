@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gan_ablate.metrics.directions import REVERSE_KL_DEFINITIONS, reverse_kl_definition
 from gan_ablate.record import METRIC_DIRECTIONS, RunRecord, load_records
 from gan_ablate.sweep import effects
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, compare,
@@ -56,6 +57,15 @@ def failures_text(worst: Optional[float], imputed: bool) -> str:
             else "finished runs of all that ended (diverged and failed runs are left out)")
 
 
+def definition_of(metric: str, cells: dict[str, Cell]) -> str:
+    """For `reverse_kl`, which histogram its runs took it of (metrics.reverse_kl has two definitions)."""
+    if metric != "reverse_kl":
+        return ""
+    found = sorted({reverse_kl_definition(r.config) for cell in cells.values() for r in cell.records})
+    return "; " + " / ".join(REVERSE_KL_DEFINITIONS[d] for d in found) + (": MIXED, not comparable" if len(found) > 1
+                                                                          else "")
+
+
 def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optional[str] = None,
                  analysis: Analysis = Analysis()) -> Optional[Table]:
     """One row per cell: `metric` of the `net` generator (raw or ema) over its runs, and the cell's
@@ -96,7 +106,7 @@ def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optio
             f"relabelling of the runs up to {EXACT_RELABELLINGS:,}); {family}; 'better'/'worse' where the "
             f"adjusted p < {ALPHA}, 'n too small' where no relabelling of so few runs can reach it; runs: "
             + failures_text(worst, imputed))
-    return Table(f"{metric} ({net} G)",
+    return Table(f"{metric} ({net} G{definition_of(metric, cells)})",
                  ["cell", "runs", "mean", "s.e.", "95% CI", "Δ vs reference", "p", f"adjusted p ({adjusted})", "call"],
                  rows, note)
 
