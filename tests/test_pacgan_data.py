@@ -159,3 +159,9 @@ def test_pacgan_presets_draw_the_authors_data_and_record_their_reverse_kl(preset
     s = validate(make_cfg(f"experiment={preset}", tiny=False))
     assert (s.data.points, s.data.batches, s.data.n_points, s.data.batch_size) == ("per_seed", "epochs", 100_000, 100)
     assert s.metrics.reverse_kl == "high_quality"
+
+
+@pytest.mark.parametrize("preset", ["stacked_mnist_pacgan", "stacked_mnist_pacgan_short"])
+def test_the_stacked_mnist_preset_draws_its_set_per_seed_as_the_authors_code_does(preset):
+    s = validate(make_cfg(f"experiment={preset}", tiny=False))
+    assert (s.data.points, s.data.batches) == ("per_seed", "replacement")
