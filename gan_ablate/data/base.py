@@ -51,8 +51,11 @@ class TensorDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def points_seed(self) -> int:
-        """The seed the data set is drawn from: data_seed for every run, or (data.points=per_seed, PacGAN's
-        code: a new data set per run) one derived from the run's seed and data_seed."""
+        """The seed the data set is drawn from: data_seed for every run, or (data.points=per_seed) one derived from
+        the run's seed and data_seed. PacGAN's code draws a new set per run (fjxmlzn/PacGAN pacgan/datasets.py
+        GaussianPackingMixture, seeded by a per-run fuel seed); its rows are then a with-replacement resample of
+        those points (`ids = np.random.randint(...)`, one per pack column), here the points themselves: each row
+        has the same distribution, the resample only adds duplicates."""
         if self.cfg.points == "fixed":
             return self.cfg.data_seed
         if self.run_seed is None:
