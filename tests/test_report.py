@@ -196,9 +196,9 @@ def test_the_reverse_kl_tables_name_the_definition_their_runs_recorded(tmp_path)
     def title(folder, metric="reverse_kl"):
         return metric_table(metric, "raw", group_cells(load_records(folder))).title
 
-    assert title(tmp_path / "before") == "reverse_kl (raw G; every sample, at its nearest mode)"
-    assert title(tmp_path / "pacgan") == ("reverse_kl (raw G; the high-quality samples only, PacGAN's / every "
-                                          "sample, at its nearest mode: MIXED, not comparable)")
+    assert title(tmp_path / "before") == "reverse_kl [every sample, at its nearest mode] (raw G)"
+    assert title(tmp_path / "pacgan") == ("reverse_kl [the high-quality samples only, PacGAN's / every sample, at its "
+                                          "nearest mode: MIXED, not comparable] (raw G)")
     (tmp_path / "pacgan" / "mixed" / "result.json").unlink()
-    assert title(tmp_path / "pacgan") == "reverse_kl (raw G; the high-quality samples only, PacGAN's)"
+    assert title(tmp_path / "pacgan") == "reverse_kl [the high-quality samples only, PacGAN's] (raw G)"
     assert title(tmp_path / "pacgan", "modes") == "modes (raw G)"

@@ -59,7 +59,8 @@ class TensorDataModule(pl.LightningDataModule):
         if self.cfg.points == "fixed":
             return self.cfg.data_seed
         if self.run_seed is None:
-            raise ValueError("data.points=per_seed draws the data from the run's seed: build_datamodule(..., run_seed=)")
+            raise ValueError("data.points=per_seed draws the data from the run's seed: "
+                             "build_datamodule(..., run_seed=)")
         return derived_seed(POINTS_STREAM, self.run_seed, self.cfg.data_seed)
 
     def prepare(self) -> "TensorDataModule":
