@@ -78,14 +78,14 @@ def cell_rows(records: list[RunRecord],
     failed = {cell: sum(r.status in FAILED for r in runs) for cell, runs in by_cell.items()}
     samples, imputed = {}, {}
     for metric in METRICS:
-        values = {cell: [v for v in (primary_value(r, metric) for r in runs if r.status == "ok") if v is not None]
-                  for cell, runs in by_cell.items()}
+        recorded = {cell: [v for v in (primary_value(r, metric) for r in runs if r.status == "ok") if v is not None]
+                    for cell, runs in by_cell.items()}
         # nan: PacGAN's reverse KL of a run with no high-quality sample (no histogram): it counts as a failed run
-        finished = {cell: [v for v in vs if not math.isnan(v)] for cell, vs in values.items()}
+        finished = {cell: [v for v in vs if not math.isnan(v)] for cell, vs in recorded.items()}
         worst = worst_value([v for values in finished.values() for v in values], METRIC_DIRECTIONS[metric])
         imputed[metric] = analysis.failed_as == "worst" and worst is not None
         for cell in by_cell:
-            undefined = len(values[cell]) - len(finished[cell])
+            undefined = len(recorded[cell]) - len(finished[cell])
             samples[cell, metric] = with_failures(finished[cell], failed[cell] + undefined, worst, analysis)
     compared = [(cell, metric) for cell in by_cell if cell != BASELINE and not why[cell]
                 for metric in METRICS if BASELINE in by_cell]
@@ -176,8 +176,9 @@ def render(records: list[RunRecord], command: str, analysis: Analysis = Analysis
         "(same budget, same seeds). The grid runs are shorter than the ring's only to fit the whole table",
         "into a working session on 2 CPU cores (two runs at a time, one thread each).",
         "The paper's row is its mean ± s.e. over its own trials. Here a cell's runs are its seeds; a run",
-        "that diverged or failed " + ("counts as the worst value any run of its table reached."
-                                      if analysis.failed_as == "worst" else "is left out of the means."),
+        "that diverged or failed " + ("counts as the worst value any run of its table reached"
+                                      if analysis.failed_as == "worst" else "is left out of the means"),
+        "(so does, in its reverse KL, a run without any high-quality sample: PacGAN's is undefined there).",
         "`failure rate`: the runs that diverged, failed or collapsed to at most one mode, with the 95%",
         "Wilson interval of that rate. A trick is called better or worse only where an exact permutation",
         "test of its difference to the baseline gives p < 0.05"
