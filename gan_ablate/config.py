@@ -23,7 +23,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from gan_ablate.metrics.directions import METRIC_DIRECTIONS
+from gan_ablate.metrics.directions import METRIC_DIRECTIONS, REVERSE_KL_DEFINITIONS
 
 
 class ConfigError(ValueError):
@@ -65,6 +65,7 @@ def check_range(key: str, value: float | None, low: float | None = None, high: f
 
 
 DATA_NAMES = ("ring8", "grid25", "digits", "mnist", "stacked_mnist", "cifar10", "image_folder")
+DRAWN_DATA = ("ring8", "grid25", "stacked_mnist")  # data sets sampled from a seed, not read: data.points applies
 
 
 @dataclass
@@ -82,6 +83,12 @@ class DataConfig:
     cache: bool = True          # the whole set as one tensor on the device, or a DataLoader per step
     # seed of the data itself (mixture samples, MNIST shuffle), independent of the training seed
     data_seed: int = 0
+    # the 2-D mixtures' and stacked MNIST's samples: one draw from data_seed for every run ("fixed"), or a draw of
+    # each run's own, from its seed and data_seed ("per_seed": PacGAN's code draws a new data set per run)
+    points: str = "fixed"
+    # real batches: rows drawn with replacement at every step ("replacement"), or epoch-wise ("epochs": each epoch a
+    # fresh permutation of the rows, taken in consecutive batches, as PacGAN's code draws them; data/base.py)
+    batches: str = "replacement"
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, DATA_NAMES)
@@ -91,6 +98,14 @@ class DataConfig:
         check_range("data.image_size", self.image_size, 4)
         check_choice("data.channels", self.channels, (1, 3))
         check_choice("data.scale", self.scale, ("symmetric", "unit"))
+        check_choice("data.points", self.points, ("fixed", "per_seed"))
+        check_choice("data.batches", self.batches, ("replacement", "epochs"))
+        if self.points == "per_seed" and self.name not in DRAWN_DATA:
+            raise ConfigError(f"data.points=per_seed draws the samples of {', '.join(DRAWN_DATA)} anew per run; "
+                              f"data={self.name} is a fixed set: leave data.points=fixed")
+        if self.batches == "epochs" and not self.cache:
+            raise ConfigError("data.batches=epochs slices the cached tensor (data.cache=true); data.cache=false "
+                              "draws through a shuffling DataLoader of its own")
         if self.name == "cifar10" and not self.root:
             raise ConfigError("data.root is required with data=cifar10 (where CIFAR-10 is, or is downloaded to)")
         if self.name == "image_folder" and not self.root:
@@ -268,6 +283,9 @@ class MetricsConfig:
     every: int = 500            # evaluate raw and EMA G every N iterations (0: only at the end)
     n_samples: int = 2500       # PacGAN protocol
     hq_sigmas: float = 3.0      # a sample is high quality within this many std of its nearest mode
+    # 2-D mixtures: the histogram over the modes whose KL to uniform is `reverse_kl`, every sample's nearest mode
+    # ("nearest_mode") or the high-quality samples' only ("high_quality", PacGAN's); gan_ablate/metrics/modes.py
+    reverse_kl: str = "nearest_mode"
     interpolation: str = "slerp"  # latent interpolation grids of image runs: slerp or lerp
     primary: str = "raw"        # the generator a report compares first: raw or ema
     # images: FID / KID / IS through torch-fidelity
@@ -298,6 +316,7 @@ class MetricsConfig:
         check_range("metrics.every", self.every, 0)
         check_range("metrics.n_samples", self.n_samples, 1)
         check_range("metrics.hq_sigmas", self.hq_sigmas, 0, low_open=True)
+        check_choice("metrics.reverse_kl", self.reverse_kl, tuple(REVERSE_KL_DEFINITIONS))
         check_range("metrics.eval_repeats", self.eval_repeats, 1)
         check_choice("metrics.select_metric", self.select_metric, (None, *METRIC_DIRECTIONS))
         for k in ("prc_neighborhood", "prdc_nearest_k"):

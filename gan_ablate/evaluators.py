@@ -107,7 +107,8 @@ def build_evaluation(settings: TrainConfig, dm, run_dir: Path, scoring: bool = T
     if kind == "mixture":
         modes = dm.modes()
         evaluator = ModeEvaluator(modes, settings.data.std, z, hq_sigmas=m.hq_sigmas,
-                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k)
+                                  prc_neighborhood=m.prc_neighborhood, prdc_nearest_k=m.prdc_nearest_k,
+                                  reverse_kl=m.reverse_kl)
         plot = functools.partial(plot_points, modes=modes)  # a partial, not a lambda: ddp_spawn pickles it
     else:
         evaluator = image_evaluator(settings, dm, z)

@@ -19,8 +19,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gan_ablate.config import OptimizerConfig, TrainConfig
-from gan_ablate.data.base import LoaderBatches, TensorBatches
-from gan_ablate.distributed import average_buffers, average_gradients, mean_over_ranks, world_size
+from gan_ablate.data.base import real_batches
+from gan_ablate.distributed import average_buffers, average_gradients, mean_over_ranks, rank, world_size
 from gan_ablate.losses import build_loss
 from gan_ablate.nets import build_nets
 from gan_ablate.nets.layers import WithReferenceBatch, sample_latent
@@ -132,6 +132,8 @@ class GANModule(pl.LightningModule):
         self.latest_scalars: dict[str, float] = {}
         self.real_data: torch.Tensor | None = None
         self.real_labels: torch.Tensor | None = None
+        self.draw_real = None
+        self.resumed_real_batches: dict = {}  # the real-batch stream's state from the checkpoint resumed from
 
     # -- sampling --------------------------------------------------------------------------------
     def sample_z(self, n: int) -> torch.Tensor:
@@ -186,8 +188,9 @@ class GANModule(pl.LightningModule):
         self.real_labels = labels
         data = self.hooks.prepare_data(data, labels)
         self.real_data = data
-        bs = self.hooks.samples_per_batch(self.cfg.data.batch_size)
-        self.draw_real = TensorBatches(data, bs) if self.cfg.data.cache else LoaderBatches(data, bs, self.cfg.seed)
+        batch_size = self.hooks.samples_per_batch(self.cfg.data.batch_size)
+        self.draw_real = real_batches(data, self.cfg.data, batch_size, self.cfg.seed, rank(), world_size())
+        self.draw_real.load_state_dict(self.resumed_real_batches)
         if isinstance(self.D, WithReferenceBatch):
             self.D.set_reference(data)
 
@@ -305,9 +308,11 @@ class GANModule(pl.LightningModule):
 
     # -- checkpoint state that is not in the nets --------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict()}
+        checkpoint["gan_ablate"] = {"iteration": self.iteration, "tricks": self.hooks.state_dict(),
+                                    "real_batches": self.draw_real.state_dict() if self.draw_real else {}}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("gan_ablate", {})
         self.iteration = state.get("iteration", 0)
         self.hooks.load_state_dict(state.get("tricks", {}))
+        self.resumed_real_batches = state.get("real_batches", {})  # attach_data (on_fit_start, after this) applies it

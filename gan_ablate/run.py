@@ -135,7 +135,7 @@ class Attempt:
         settings, run_dir, record = self.settings, self.run_dir, self.record
         # the data and the nets first: bad input found there (a missing data.root, unreadable images, a
         # loss that refuses the critic's normalisation) refuses the start before it writes anything
-        self.dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
+        self.dm = build_datamodule(settings.data, settings.trainer.max_steps, settings.seed).prepare()
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         self.module = GANModule(settings, self.dm.sample_shape, self.dm.n_classes)
         if accepted:

@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = validate(compose_config(args.overrides + ["logger=csv"]))
-    dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
+    dm = build_datamodule(settings.data, settings.trainer.max_steps, settings.seed).prepare()
     module = GANModule(settings, dm.sample_shape, dm.n_classes)
     module.attach_data(dm.data, dm.labels)
     n = settings.metrics.image_samples

@@ -82,7 +82,7 @@ def framework_step_time(overrides: list[str], steps: int, warmup: int) -> float:
     cfg = compose_config(overrides + [f"trainer.max_steps={steps}", "metrics.every=0",
                                       "trainer.enable_progress_bar=false"])
     settings = validate(cfg)
-    dm = build_datamodule(settings.data, steps).prepare()
+    dm = build_datamodule(settings.data, steps, settings.seed).prepare()
     module = GANModule(settings, dm.sample_shape)
     timer = StepTimer(warmup)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -102,7 +102,7 @@ def framework_step_time(overrides: list[str], steps: int, warmup: int) -> float:
 def plain_step_time(overrides: list[str], steps: int, warmup: int) -> float:
     """The loop a careful researcher writes by hand: non-saturating loss, Adam, EMA of G."""
     settings = validate(compose_config(overrides))
-    dm = build_datamodule(settings.data, steps).prepare()
+    dm = build_datamodule(settings.data, steps, settings.seed).prepare()
     module = GANModule(settings, dm.sample_shape)  # only for identical nets
     G, D, data = module.G.to(DEVICE), module.D.to(DEVICE), dm.data.to(DEVICE)
     opt_g = build_optimizer(settings.optim.g, G.parameters())

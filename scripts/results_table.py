@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gan_ablate.metrics.directions import REVERSE_KL_DEFINITIONS, reverse_kl_definition  # noqa: E402
 from gan_ablate.record import BASELINE, METRIC_DIRECTIONS, NewerRecord, RunRecord, load_records  # noqa: E402
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, FAILED, Analysis, compare, outcomes,  # noqa: E402
                                        runs_text, set_apart_reason, summarise, tested, with_failures,
@@ -58,6 +59,17 @@ def primary_value(record: RunRecord, metric: str) -> float | None:
     return 100 * float(value) if metric == "hq" else float(value)
 
 
+def reverse_kl_text(records: list[RunRecord]) -> str:
+    """Which histogram the runs' `reverse_kl` is of (metrics.reverse_kl): the paper's row uses PacGAN's, the
+    high-quality samples'; a page mixing two definitions is refused, its column would compare unlike numbers."""
+    found = {reverse_kl_definition(r.config) for r in records}
+    if len(found) > 1:
+        sys.exit(f"results_table: the runs record reverse_kl under {len(found)} definitions ({', '.join(sorted(found))}"
+                 "; metrics.reverse_kl): give the table runs of one")
+    definition = found.pop() if found else "nearest_mode"
+    return REVERSE_KL_DEFINITIONS[definition]
+
+
 def cell_rows(records: list[RunRecord],
               analysis: Analysis = Analysis()) -> tuple[list[list[str]], list[list[str]], int]:
     """The rows of the comparison, the rows set apart (their last column: why), and how many comparisons
@@ -69,12 +81,15 @@ def cell_rows(records: list[RunRecord],
     failed = {cell: sum(r.status in FAILED for r in runs) for cell, runs in by_cell.items()}
     samples, imputed = {}, {}
     for metric in METRICS:
-        finished = {cell: [v for v in (primary_value(r, metric) for r in runs if r.status == "ok")
-                           if v is not None] for cell, runs in by_cell.items()}
+        recorded = {cell: [v for v in (primary_value(r, metric) for r in runs if r.status == "ok") if v is not None]
+                    for cell, runs in by_cell.items()}
+        # nan: PacGAN's reverse KL of a run with no high-quality sample (no histogram): it counts as a failed run
+        finished = {cell: [v for v in vs if not math.isnan(v)] for cell, vs in recorded.items()}
         worst = worst_value([v for values in finished.values() for v in values], METRIC_DIRECTIONS[metric])
         imputed[metric] = analysis.failed_as == "worst" and worst is not None
         for cell in by_cell:
-            samples[cell, metric] = with_failures(finished[cell], failed[cell], worst, analysis)
+            undefined = len(recorded[cell]) - len(finished[cell])
+            samples[cell, metric] = with_failures(finished[cell], failed[cell] + undefined, worst, analysis)
     compared = [(cell, metric) for cell in by_cell if cell != BASELINE and not why[cell]
                 for metric in METRICS if BASELINE in by_cell]
     comparisons = dict(zip(compared, compare([(samples[key], samples[BASELINE, key[1]]) for key in compared],
@@ -157,14 +172,16 @@ def render(records: list[RunRecord], command: str, analysis: Analysis = Analysis
         "The presets `pacgan_ring_short` and `pacgan_grid_short` keep PacGAN's data (100k points, std 0.01",
         "for the ring, 0.05 for the grid), nets (G 4×400 ReLU + batch norm, D 3×200 maxout with 5 pieces),",
         "z in R², Adam 1e-4 β1 0.8, batch 100, and evaluation (2,500 samples, high quality within 3σ of a",
-        "mode, reverse KL over the modes). They differ in one thing, the budget: **2,000 iterations (ring) and",
-        "500 (grid) instead of 400,000 (400 epochs)**, 1/200 and 1/800 of the paper's. The paper's rows show",
+        f"mode, reverse KL of the histogram over the modes of {reverse_kl_text(records)}). They differ in one",
+        "thing, the budget: **2,000 iterations (ring) and 500 (grid) instead of 400,000 (400 epochs)**, 1/200",
+        "and 1/800 of the paper's. The paper's rows (reverse KL of the high-quality samples' histogram) show",
         "the scale, not a target: what means something is the comparison between the rows of one table",
         "(same budget, same seeds). The grid runs are shorter than the ring's only to fit the whole table",
         "into a working session on 2 CPU cores (two runs at a time, one thread each).",
         "The paper's row is its mean ± s.e. over its own trials. Here a cell's runs are its seeds; a run",
-        "that diverged or failed " + ("counts as the worst value any run of its table reached."
-                                      if analysis.failed_as == "worst" else "is left out of the means."),
+        "that diverged or failed " + ("counts as the worst value any run of its table reached"
+                                      if analysis.failed_as == "worst" else "is left out of the means"),
+        "(so does, in its reverse KL, a run without any high-quality sample: PacGAN's is undefined there).",
         "`failure rate`: the runs that diverged, failed or collapsed to at most one mode, with the 95%",
         "Wilson interval of that rate. A trick is called better or worse only where an exact permutation",
         "test of its difference to the baseline gives p < 0.05"
@@ -179,8 +196,8 @@ def render(records: list[RunRecord], command: str, analysis: Analysis = Analysis
         "`ema` is judged on its EMA generator (decay 0.999), every other cell on the raw G.",
         *[f"`{name}` is left out: {why}" for name, why in LEFT_OUT.items()],
     ]
-    header = ["cell", "seeds", "failure rate [95% Wilson]", "modes", "HQ %", "reverse KL",
-              "vs baseline (adjusted p < 0.05)"]
+    header = ["cell", "seeds", "failure rate [95% Wilson]", "modes", "HQ %",
+              f"reverse KL ({reverse_kl_text(records)})", "vs baseline (adjusted p < 0.05)"]
     for data, preset in PRESETS.items():
         runs = [r for r in records if r.dataset == data]
         if not runs:

@@ -36,7 +36,7 @@ def make_module(*overrides: str, data=None) -> GANModule:
     from gan_ablate.data import build_datamodule
 
     settings = validate(make_cfg(*overrides))
-    dm = build_datamodule(settings.data, settings.trainer.max_steps).prepare()
+    dm = build_datamodule(settings.data, settings.trainer.max_steps, settings.seed).prepare()
     module = GANModule(settings, dm.sample_shape, dm.n_classes)
     module.attach_data(dm.data if data is None else data, dm.labels if data is None else None)
     return module

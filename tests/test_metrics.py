@@ -59,3 +59,57 @@ def test_mode_evaluator_scores_with_its_own_std_and_hq_sigmas():
     first_neighbours = dict(prc_neighborhood=1, prdc_nearest_k=1)  # four samples have fewer than the default k
     assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2), hq_sigmas=1.0, **first_neighbours).score(samples)["hq"] == 0.25
     assert ModeEvaluator(modes, 0.5, torch.zeros(1, 2), **first_neighbours).score(samples)["hq"] == 0.75
+
+
+def kl_to_uniform_by_hand(counts: list[int]) -> float:
+    """log K - H(p) of a histogram over K modes, written out (0 log 0 = 0)."""
+    total = sum(counts)
+    return math.log(len(counts)) + sum(c / total * math.log(c / total) for c in counts if c)
+
+
+# on the ring (std 0.01, HQ within 0.03): 3 HQ samples at mode 0, 1 HQ at mode 1, and mode 2 nearest to 2 samples
+# that are not HQ (0.05 away), so mode 2 has no HQ sample; the other 5 modes have none at all
+RING = ring_modes().double()
+OFF = torch.tensor([0.0, 0.05], dtype=torch.float64)
+MIXED = torch.stack([RING[0], RING[0] + 0.01, RING[0] - 0.02, RING[1], RING[2] + OFF, RING[2] - OFF])
+
+
+def test_pacgans_reverse_kl_counts_only_the_high_quality_samples_and_the_other_stays_on_record():
+    """fjxmlzn/PacGAN extensions.py MetricLogger: detail_of_coverage counts a sample only when min_dis < 3 std;
+    the paper's reverse KL is log K minus that histogram's entropy."""
+    m = mode_metrics(MIXED, ring_modes(), 0.01, reverse_kl="high_quality")
+    assert m["reverse_kl"] == pytest.approx(kl_to_uniform_by_hand([3, 1, 0, 0, 0, 0, 0, 0]), rel=1e-12)
+    assert m["reverse_kl_nearest_mode"] == pytest.approx(kl_to_uniform_by_hand([3, 1, 2, 0, 0, 0, 0, 0]), rel=1e-12)
+    assert (m["modes"], m["hq"]) == (2, 4 / 6)
+    default = mode_metrics(MIXED, ring_modes(), 0.01)
+    assert default == {"modes": 2, "hq": 4 / 6, "reverse_kl": m["reverse_kl_nearest_mode"]}
+
+
+def test_pacgans_reverse_kl_is_zero_for_uniform_high_quality_samples_and_undefined_without_any():
+    every_mode = ring_modes().repeat(3, 1)
+    assert mode_metrics(every_mode, ring_modes(), 0.01, reverse_kl="high_quality")["reverse_kl"] == 0.0
+    nowhere = mode_metrics(MIXED[4:], ring_modes(), 0.01, reverse_kl="high_quality")
+    assert math.isnan(nowhere["reverse_kl"]) and nowhere["modes"] == 0  # the authors' 0/0: no histogram
+    assert nowhere["reverse_kl_nearest_mode"] == pytest.approx(math.log(8))
+
+
+def test_the_evaluation_scores_the_reverse_kl_metrics_reverse_kl_names(tmp_path):
+    from conftest import make_cfg
+    from gan_ablate.config import validate
+    from gan_ablate.data import build_datamodule
+    from gan_ablate.evaluators import build_evaluation
+
+    settings = validate(make_cfg("metrics.reverse_kl=high_quality"))
+    evaluation = build_evaluation(settings, build_datamodule(settings.data, 1).prepare(), tmp_path)
+    samples = torch.cat([MIXED.float(), ring_modes().repeat(2, 1)])  # prdc needs more samples than its k
+    assert evaluation.evaluator.score(samples)["reverse_kl"] == pytest.approx(
+        kl_to_uniform_by_hand([5, 3, 2, 2, 2, 2, 2, 2]), rel=1e-12)
+
+
+def test_an_unknown_reverse_kl_definition_is_refused_naming_the_key():
+    from conftest import make_cfg
+    from gan_ablate.config import ConfigError, validate
+
+    with pytest.raises(ConfigError) as refused:
+        validate(make_cfg("metrics.reverse_kl=pacgan"))
+    assert str(refused.value) == "metrics.reverse_kl='pacgan' is not allowed; choose one of: nearest_mode, high_quality"

@@ -180,3 +180,25 @@ def test_effects_leave_out_cells_set_apart_and_add_one_sweeps(tmp_path):
     for r in records:
         r.design = "add_one"
     assert not [t for t in report_of(records, "test").tables if t.title.startswith("Effects")]
+
+
+def test_the_reverse_kl_tables_name_the_definition_their_runs_recorded(tmp_path):
+    """metrics.reverse_kl has two definitions: a table of reverse_kl says which its runs' config chose (records from
+    before the option: the nearest-mode one), and that two are mixed where they are."""
+    from gan_ablate.sweep.report import metric_table
+
+    for seed in range(2):
+        _write(tmp_path / "pacgan", f"b{seed}", tricks=[], seed=seed, status="ok",
+               config={"metrics": {"reverse_kl": "high_quality"}}, metrics={"raw": {"reverse_kl": 0.1, "modes": 8}})
+        _write(tmp_path / "before", f"b{seed}", tricks=[], seed=seed, status="ok", metrics={"raw": {"reverse_kl": 0.1}})
+    _write(tmp_path / "pacgan", "mixed", tricks=[], seed=9, status="ok", metrics={"raw": {"reverse_kl": 0.1}})
+
+    def title(folder, metric="reverse_kl"):
+        return metric_table(metric, "raw", group_cells(load_records(folder))).title
+
+    assert title(tmp_path / "before") == "reverse_kl [every sample, at its nearest mode] (raw G)"
+    assert title(tmp_path / "pacgan") == ("reverse_kl [the high-quality samples only, PacGAN's / every sample, at its "
+                                          "nearest mode: MIXED, not comparable] (raw G)")
+    (tmp_path / "pacgan" / "mixed" / "result.json").unlink()
+    assert title(tmp_path / "pacgan") == "reverse_kl [the high-quality samples only, PacGAN's] (raw G)"
+    assert title(tmp_path / "pacgan", "modes") == "modes (raw G)"

@@ -152,3 +152,25 @@ def test_an_empty_folder_is_refused_with_the_way_out(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"),
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "make results" in out.stderr
+
+
+def test_the_reverse_kl_column_names_its_definition_and_a_run_without_hq_samples_counts_as_worst(tmp_path):
+    """PacGAN's reverse KL (metrics.reverse_kl=high_quality) is nan for a run with no high-quality sample: it counts
+    as the table's worst value, as a failed run does; a page mixing the two definitions is refused."""
+    from gan_ablate.record import load_records
+
+    hq = {"metrics": {"reverse_kl": "high_quality"}}
+    records = [dict(record("baseline", s, 5, 0.5), config=hq) for s in range(3)]
+    for r, kl in zip(records, [0.2, 0.4, float("nan")]):
+        r["metrics"]["raw"]["reverse_kl"] = kl
+    for i, r in enumerate(records):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "result.json").write_text(json.dumps(r))
+    text = results_table().render(load_records(tmp_path), "make results")
+    assert "| HQ % | reverse KL (the high-quality samples only, PacGAN's) |" in text
+    rows = table_rows(subprocess.CompletedProcess([], 0, stdout=text))
+    assert rows["`baseline`"][4] == f"{np.mean([0.2, 0.4, 0.4]):.3f} ± {stats.sem([0.2, 0.4, 0.4]):.3f}"
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "result.json").write_text(json.dumps(record("baseline", 3, 5, 0.5)))
+    with pytest.raises(SystemExit, match="reverse_kl under 2 definitions"):
+        results_table().render(load_records(tmp_path), "make results")

@@ -18,5 +18,6 @@ DATAMODULES: dict[str, type[TensorDataModule]] = {
 }
 
 
-def build_datamodule(cfg: DataConfig, max_steps: int) -> TensorDataModule:
-    return DATAMODULES[cfg.name](cfg, max_steps)
+def build_datamodule(cfg: DataConfig, max_steps: int, run_seed: int | None = None) -> TensorDataModule:
+    """run_seed: the training seed, which data.points=per_seed draws the data from."""
+    return DATAMODULES[cfg.name](cfg, max_steps, run_seed)

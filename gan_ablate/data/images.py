@@ -41,11 +41,11 @@ class MnistDataModule(TensorDataModule):
 
 class StackedMnistDataModule(TensorDataModule):
     """Stacked MNIST (Srivastava et al. 2017; PacGAN): three random MNIST digits as the R, G, B channels,
-    1,000 modes (the digit triple). data.n_points samples, drawn once from data.data_seed."""
+    1,000 modes (the digit triple). data.n_points samples, drawn from data.data_seed (or per run: data.points)."""
 
     def load(self):
         digits, labels = MnistDataModule(self.cfg, self.max_steps).load()
-        g = torch.Generator().manual_seed(self.cfg.data_seed)
+        g = torch.Generator().manual_seed(self.points_seed())
         pick = torch.randint(len(digits), (self.cfg.n_points, 3), generator=g)
         stacked = digits[pick].squeeze(2)                       # (n, 3, 28, 28)
         modes = labels[pick] @ torch.tensor([100, 10, 1])       # the triple as one number 0..999

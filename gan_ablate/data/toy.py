@@ -30,5 +30,5 @@ class MixtureDataModule(TensorDataModule):
         return ring_modes() if self.cfg.name == "ring8" else grid_modes()
 
     def load(self):
-        g = torch.Generator().manual_seed(self.cfg.data_seed)
+        g = torch.Generator().manual_seed(self.points_seed())
         return sample_mixture(self.modes(), self.cfg.std, self.cfg.n_points, g)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gan_ablate.metrics.directions import REVERSE_KL_DEFINITIONS, reverse_kl_definition
 from gan_ablate.record import METRIC_DIRECTIONS, RunRecord, load_records
 from gan_ablate.sweep import effects
 from gan_ablate.sweep.aggregate import (ADJUSTMENT_NAMES, ALPHA, EXACT_RELABELLINGS, Analysis, Cell, compare,
@@ -56,6 +57,16 @@ def failures_text(worst: Optional[float], imputed: bool) -> str:
             else "finished runs of all that ended (diverged and failed runs are left out)")
 
 
+def metric_name(metric: str, cells: dict[str, Cell]) -> str:
+    """`metric` as tables and figures name it: reverse_kl with the histogram its runs took it of (metrics.reverse_kl
+    has two definitions)."""
+    if metric != "reverse_kl":
+        return metric
+    found = sorted({reverse_kl_definition(r.config) for cell in cells.values() for r in cell.records})
+    return (f"{metric} [{' / '.join(REVERSE_KL_DEFINITIONS[d] for d in found)}"
+            + (": MIXED, not comparable]" if len(found) > 1 else "]"))
+
+
 def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optional[str] = None,
                  analysis: Analysis = Analysis()) -> Optional[Table]:
     """One row per cell: `metric` of the `net` generator (raw or ema) over its runs, and the cell's
@@ -96,7 +107,7 @@ def metric_table(metric: str, net: str, cells: dict[str, Cell], reference: Optio
             f"relabelling of the runs up to {EXACT_RELABELLINGS:,}); {family}; 'better'/'worse' where the "
             f"adjusted p < {ALPHA}, 'n too small' where no relabelling of so few runs can reach it; runs: "
             + failures_text(worst, imputed))
-    return Table(f"{metric} ({net} G)",
+    return Table(f"{metric_name(metric, cells)} ({net} G)",
                  ["cell", "runs", "mean", "s.e.", "95% CI", "Δ vs reference", "p", f"adjusted p ({adjusted})", "call"],
                  rows, note)
 
@@ -114,7 +125,8 @@ def effects_table(metric: str, net: str, fit: effects.Effects, cells: dict[str, 
                   analysis: Analysis) -> Table:
     """One row per fitted term (main effects, then two-way interactions) with the model named in the note."""
     if fit.not_fitted:
-        return Table(f"Effects on {metric} ({net} G)", ["term"], [], f"no effects: {fit.not_fitted}")
+        return Table(f"Effects on {metric_name(metric, cells)} ({net} G)", ["term"], [],
+                     f"no effects: {fit.not_fitted}")
     direction = {1: "higher is better", -1: "lower is better"}.get(METRIC_DIRECTIONS.get(metric, 0))
     adjusted = ADJUSTMENT_NAMES[analysis.adjust]
     rows = [[t.name, fmt(t.effect), "–" if math.isnan(t.ci_low) else f"[{fmt(t.ci_low)}, {fmt(t.ci_high)}]",
@@ -139,7 +151,7 @@ def effects_table(metric: str, net: str, fit: effects.Effects, cells: dict[str, 
              f"cells set apart, left out of the fit: {', '.join(sorted(set(cells) - {c.name for c in factorial}))}"
              if len(factorial) < len(cells) else "",
              "runs: " + failures_text(worst, imputed)]
-    return Table(f"Effects on {metric} ({net} G)",
+    return Table(f"Effects on {metric_name(metric, cells)} ({net} G)",
                  ["term", "effect (+1 minus -1)", "95% CI", "p", f"adjusted p ({adjusted})", "aliases"], rows,
                  "; ".join(n for n in notes if n))
 
@@ -281,7 +293,8 @@ def report_of(records: list[RunRecord], source: str, plot_dir: Optional[Path] = 
         out = Path(plot_dir)
         out.mkdir(parents=True, exist_ok=True)
         for m in metrics:
-            report.figures.append((f"{m} per cell (mean and 95% CI over the finished runs; dots are runs)",
+            report.figures.append((f"{metric_name(m, cells)} per cell (mean and 95% CI over the finished runs; dots "
+                                   "are runs)",
                                    report_plots.metric_per_cell(cells, m, out)))
         for m, by_net in fits.items():
             if by_net:
