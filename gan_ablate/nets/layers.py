@@ -92,11 +92,12 @@ class WithReferenceBatch(nn.Module):
             return getattr(self.net, name)  # z_dim, features, head, ... of the wrapped net
 
 
-def make_norm(kind: str, features: int, conv: bool, momentum: float) -> nn.Module | None:
+def make_norm(kind: str, features: int, conv: bool, momentum: float, eps: float = 1e-5) -> nn.Module | None:
+    """The normalisation layer of `kind`; momentum and eps are batch norm's (model.bn_momentum, model.bn_eps)."""
     if kind == "none":
         return None
     if kind == "batch_norm":
-        return (nn.BatchNorm2d if conv else nn.BatchNorm1d)(features, momentum=momentum)
+        return (nn.BatchNorm2d if conv else nn.BatchNorm1d)(features, eps=eps, momentum=momentum)
     if kind == "layer_norm":
         return nn.GroupNorm(1, features) if conv else nn.LayerNorm(features)  # GroupNorm(1): LN over C,H,W
     if kind == "instance_norm":
@@ -165,7 +166,11 @@ NORMS_WITH_AFFINE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm,
 @torch.no_grad()
 def init_weights(net: nn.Module, kind: str) -> None:
     """orthogonal: W^T W = I (or W W^T = I) per layer, conv kernels flattened (Saxe et al. 2014);
-    dcgan: weights N(0, 0.02), norm gains N(1, 0.02), biases 0 (Radford et al. 2016)."""
+    dcgan: weights N(0, 0.02), norm gains N(1, 0.02), biases 0 (Radford et al. 2016);
+    pacgan: weights N(0, 0.02), biases 0, norms left at gain 1 and shift 0, as blocks' IsotropicGaussian(0.02)
+    and Constant(0) in fjxmlzn/PacGAN synthetic_data_experiments/*/pacgan_task.py: blocks' BatchNormalization
+    is not Initializable, keeps its own scale_init Constant(1) and shift_init Constant(0) (blocks/bricks/bn.py),
+    which are torch's initial values for an affine norm."""
     if kind == "default":
         return
     for m in net.modules():
