@@ -121,6 +121,7 @@ class ModelConfig:
     norm_d: str = "none"
     bn_momentum: float = 0.1          # batch norm: running = (1 - m) * running + m * batch (torch's convention)
     bn_eps: float = 1e-5              # batch norm: added to the batch variance (torch's default; blocks': 1e-4)
+    bn_running: str = "variance"      # batch norm's running statistic: variance (torch's) or stdev (blocks')
     # a hidden linear layer followed by a normalisation keeps its bias (torch's); False: it has none, the
     # norm's shift in its place (blocks' MLP(use_bias=False), PacGAN's G); mlp and gan2014 nets
     bias_before_norm: bool = True
@@ -149,6 +150,7 @@ class ModelConfig:
         check_choice("model.downsample", self.downsample, ("strided", "avg_pool", "max_pool"))
         check_choice("model.upsample", self.upsample, ("conv_transpose", "pixel_shuffle", "nearest"))
         check_choice("model.d_batches", self.d_batches, ("separate", "mixed"))
+        check_choice("model.bn_running", self.bn_running, ("variance", "stdev"))
         for key in ("z_dim", "g_hidden", "d_hidden", "g_layers", "d_layers", "g_channels", "d_channels",
                     "reference_batch_size", "maxout_pieces"):
             check_range(f"model.{key}", getattr(self, key), 1)

@@ -14,6 +14,7 @@ from helpers import attach_optimizers
 from torch import nn
 
 from gan_ablate.nets import build_nets
+from gan_ablate.nets.layers import StdevBatchNorm1d
 
 STEPS = 5
 SMALL = ("model.g_hidden=24", "model.d_hidden=12", "data.batch_size=50")
@@ -29,6 +30,8 @@ class BlocksBatchNorm(nn.Module):
         self.population_mean, self.population_stdev = torch.zeros(n), torch.ones(n)
 
     def forward(self, h):
+        if not self.training:  # inference: the population statistics, the stdev as it is
+            return (h - self.population_mean) / self.population_stdev * self.scale + self.shift
         mean = h.mean(0)
         stdev = torch.sqrt(((h - mean) ** 2).mean(0) + 1e-4)  # blocks' epsilon, inside the square root
         with torch.no_grad():
@@ -164,12 +167,17 @@ def assert_same_training(module, G, D, losses, atol=1e-10):
     assert len(norms) == len(references) == 4
     for mine, theirs in zip(norms, references):
         torch.testing.assert_close(mine.running_mean, theirs.population_mean, atol=atol, rtol=0)
+        # what eval mode divides by: sqrt(running_var + eps)
+        torch.testing.assert_close((mine.running_var + mine.eps).sqrt(), theirs.population_stdev, atol=atol, rtol=0)
 
 
 def test_pacgan_ring_training_step_matches_the_authors_code_reimplemented():
     module, G, D, losses = run_framework_and_reference()
     assert len(losses["framework"]) == STEPS
     assert_same_training(module, G, D, losses)
+    z = torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():  # G as evaluation samples it: eval mode, the running statistics
+        torch.testing.assert_close(module.G.eval()(z), G.eval()(z), atol=1e-10, rtol=0)
     # the weights moved: agreement is not two copies of the initial nets
     initial, _ = build_nets(module.cfg.model, (2,), seed=module.cfg.seed)
     moved = max((p - q).abs().max().item() for p, q in zip(module.G.parameters(), initial.parameters()))
@@ -177,10 +185,11 @@ def test_pacgan_ring_training_step_matches_the_authors_code_reimplemented():
 
 
 @pytest.mark.parametrize("override", ["optim.update=alternating", "model.bn_eps=1e-5", "model.bn_momentum=0.1",
-                                      "optim.g.eps_placement=torch", "optim.d.eps_placement=torch"])
+                                      "model.bn_running=variance", "optim.g.eps_placement=torch",
+                                      "optim.d.eps_placement=torch"])
 def test_the_reference_tells_a_preset_without_the_authors_setting_apart(override):
-    """The comparison above can fail: alternating updates, torch's batch-norm eps and momentum, torch's
-    Adam (eps after the bias correction) for either net. (D's mixed batch, d_batches=mixed, is the
+    """The comparison above can fail: alternating updates, torch's batch-norm eps, momentum and running
+    variance, torch's Adam (eps after the bias correction) for either net. (D's mixed batch, d_batches=mixed, is the
     authors' too, but D has no batch norm: scored separately, its logits are the same.)"""
     with pytest.raises(AssertionError):
         assert_same_training(*run_framework_and_reference(override))
@@ -218,3 +227,14 @@ def test_the_default_init_is_not_the_authors():
     assert first.std().item() > 0.2
     assert any((m.bias != 0).any() for m in module.D.modules() if isinstance(m, nn.Linear))
 
+
+
+def test_stdev_batch_norm_leaves_standing_statistics_to_torchs_cumulative_average():
+    """ema.bn_stats=standing sets momentum None: the cumulative mean of the batches' statistics, as torch's."""
+    mine, torchs = StdevBatchNorm1d(3, momentum=None), nn.BatchNorm1d(3, momentum=None)
+    mine.reset_running_stats()
+    for k in range(3):
+        x = torch.randn(20, 3, generator=torch.Generator().manual_seed(k)) * (k + 1) + k
+        torch.testing.assert_close(mine(x), torchs(x))
+    torch.testing.assert_close(mine.running_mean, torchs.running_mean)
+    torch.testing.assert_close(mine.running_var, torchs.running_var)
