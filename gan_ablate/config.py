@@ -239,9 +239,9 @@ class OptimConfig:
         check_range("optim.n_critic", self.n_critic, 1)
         check_range("optim.g_steps", self.g_steps, 1)
         check_choice("optim.update", self.update, ("alternating", "simultaneous"))
-        for key in ("n_critic", "g_steps"):
+        for key in ("n_critic", "g_steps"):  # a conflict: a sweep skips the cell (trick=n_critic on a PacGAN preset)
             if self.update == "simultaneous" and getattr(self, key) != 1:
-                raise ConfigError(f"optim.{key}={getattr(self, key)} has no meaning with optim.update=simultaneous "
+                raise TrickConflict(f"optim.{key}={getattr(self, key)} has no meaning with optim.update=simultaneous "
                                   f"(an iteration is one update of both nets); allowed: 1")
 
 

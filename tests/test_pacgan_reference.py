@@ -9,12 +9,14 @@ nothing with gan_ablate but the initial weights (copied) and the draws (real bat
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_module
+from conftest import make_cfg, make_module
 from helpers import attach_optimizers
 from torch import nn
 
+from gan_ablate.config import TrickConflict, validate
 from gan_ablate.nets import build_nets
-from gan_ablate.nets.layers import StdevBatchNorm1d
+from gan_ablate.nets.layers import StdevBatchNorm1d, make_norm
+from gan_ablate.validation import check_config
 
 STEPS = 5
 SMALL = ("model.g_hidden=24", "model.d_hidden=12", "data.batch_size=50")
@@ -238,3 +240,44 @@ def test_stdev_batch_norm_leaves_standing_statistics_to_torchs_cumulative_averag
         torch.testing.assert_close(mine(x), torchs(x))
     torch.testing.assert_close(mine.running_mean, torchs.running_mean)
     torch.testing.assert_close(mine.running_var, torchs.running_var)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_bias_before_norm_decides_the_bias_of_the_linear_layers_a_norm_follows_in_g_and_d(keep):
+    """model=mlp with batch norm in both nets: G's hidden layers and D's all but the first are followed by
+    a norm; with bias_before_norm=false exactly those have no bias."""
+    G, D = build_nets(make_module("norm_g=batch_norm", "norm_d=batch_norm", f"model.bias_before_norm={keep}").cfg.model,
+                      (2,))
+    for net, normed in ((G, [True, True, True, False]), (D, [False, True, True, False])):
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        assert [m.bias is not None for m in linears] == [keep or not n for n in normed]
+
+
+def test_without_a_norm_after_it_a_linear_layer_keeps_its_bias_whatever_bias_before_norm_says():
+    G, D = build_nets(make_module("model.bias_before_norm=false").cfg.model, (2,))
+    assert all(m.bias is not None for net in (G, D) for m in net.modules() if isinstance(m, nn.Linear))
+
+
+def test_stdev_batch_norm_of_feature_maps_keeps_a_running_stdev_per_channel():
+    norm = make_norm("batch_norm", 3, conv=True, momentum=0.3, eps=1e-3, running="stdev")
+    x = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    out = norm(x + 1.0)
+    mean, stdev = x.mean(dim=(0, 2, 3)) + 1.0, (x.var(dim=(0, 2, 3), unbiased=False) + 1e-3).sqrt()
+    torch.testing.assert_close(out, (x + 1.0 - mean.view(1, 3, 1, 1)) / stdev.view(1, 3, 1, 1))
+    torch.testing.assert_close(norm.running_mean, 0.3 * mean)
+    torch.testing.assert_close((norm.running_var + 1e-3).sqrt(), 0.7 * 1.0 + 0.3 * stdev)
+
+
+def test_the_grid_preset_trains_as_the_ring_preset():
+    """The two task files are the same code (2DGrid_GAN&PacGAN/pacgan_task.py = 2DRing_GAN&PacGAN/'s):
+    the grid preset's nets, initialisation, batch norm and updates are the ring's, checked above."""
+    ring, grid = (validate(make_cfg(f"experiment={name}", tiny=False)) for name in ("pacgan_ring", "pacgan_grid"))
+    assert ring.model == grid.model and ring.optim == grid.optim
+    assert (grid.optim.update, grid.model.init, grid.model.bn_running) == ("simultaneous", "pacgan", "stdev")
+
+
+@pytest.mark.parametrize("trick", ["n_critic", "g_steps", "wgan_gp", "loss_balancing"])
+def test_a_trick_that_repeats_one_nets_update_is_a_skipped_cell_on_the_pacgan_presets(trick):
+    """make results sweeps every trick on pacgan_*_short: these are conflicts (recorded as skipped), not errors."""
+    with pytest.raises(TrickConflict, match="optim.update=simultaneous"):
+        check_config(make_cfg("experiment=pacgan_ring_short", f"trick=[{trick}]"))

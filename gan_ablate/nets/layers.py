@@ -112,7 +112,6 @@ class RunningStdev:
             stdev = torch.lerp((self.running_var + self.eps).sqrt(), (var + self.eps).sqrt(), self.momentum)
             self.running_var.copy_(stdev.square() - self.eps)
             self.running_mean.lerp_(mean, self.momentum)
-            self.num_batches_tracked.add_(1)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
