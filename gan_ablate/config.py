@@ -212,7 +212,9 @@ class OptimConfig:
     taken, then both optimisers step. Under it, n_critic and g_steps must be 1 (one update of each net is
     what an iteration is), and tricks that repeat one net's update (loss_balancing) are refused. The
     other hooks keep their meaning: d_fake_batch, d_input, d_targets, d_objective and d_penalty shape D's
-    loss and g_objective and g_penalty G's, from the shared batch and samples; once both gradients exist,
+    loss and g_objective and g_penalty G's, on the shared real batch and samples (a trick that reads more
+    real data, feature_matching or vae_gan, draws it as it does under alternating updates, through D and
+    G as they are before either steps); once both gradients exist,
     before_d_step, D's step, after_d_step, then before_g_step, G's step, after_g_step run in that order,
     each acting on its own net (G's gradient was already taken through D's pre-step weights).
     """
