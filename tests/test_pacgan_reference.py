@@ -191,8 +191,9 @@ def test_pacgan_ring_training_step_matches_the_authors_code_reimplemented():
                                       "optim.d.eps_placement=torch"])
 def test_the_reference_tells_a_preset_without_the_authors_setting_apart(override):
     """The comparison above can fail: alternating updates, torch's batch-norm eps, momentum and running
-    variance, torch's Adam (eps after the bias correction) for either net. (D's mixed batch, d_batches=mixed, is the
-    authors' too, but D has no batch norm: scored separately, its logits are the same.)"""
+    variance, torch's Adam (eps after the bias correction) for either net. (The authors' D scores real and
+    fake in one batch, the preset's apart, d_batches=separate: with no batch-dependent layer in D, the
+    logits are the same.)"""
     with pytest.raises(AssertionError):
         assert_same_training(*run_framework_and_reference(override))
 
