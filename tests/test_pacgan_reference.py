@@ -282,3 +282,12 @@ def test_a_trick_that_repeats_one_nets_update_is_a_skipped_cell_on_the_pacgan_pr
     """make results sweeps every trick on pacgan_*_short: these are conflicts (recorded as skipped), not errors."""
     with pytest.raises(TrickConflict, match="optim.update=simultaneous"):
         check_config(make_cfg("experiment=pacgan_ring_short", f"trick=[{trick}]"))
+
+
+def test_the_pacgan_step_makes_no_host_sync_between_log_steps(monkeypatch):
+    """Simultaneous updates, blocks' Adam and batch norm keep the step asynchronous (tests/test_host_sync.py's count)."""
+    from test_host_sync import syncs_per_iteration
+
+    module = make_module("experiment=pacgan_ring", *SMALL, "trainer.log_every_n_steps=4", "monitor.grad_norm_every=4")
+    counts = syncs_per_iteration(module, monkeypatch, 8)
+    assert counts[1:4] == [0, 0, 0] and counts[5:8] == [0, 0, 0] and counts[0] == counts[4] == 1, counts
