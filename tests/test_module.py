@@ -519,6 +519,7 @@ def test_a_simultaneous_update_takes_both_gradients_from_one_batch_one_z_and_the
 
     assert [type(d).__name__ for d in draws] == ["RealBatch", "Tensor"]  # one real batch, one z
     (real, z), F = draws, torch.nn.functional
+    assert real.x.shape[0] == z.shape[0] == module.cfg.data.batch_size
     fake = G0(z)
     d_loss = F.softplus(-D0(real.x)).mean() + F.softplus(D0(fake.detach())).mean()
     g_loss = F.softplus(-D0(fake)).mean()
@@ -538,6 +539,16 @@ def test_a_simultaneous_update_takes_both_gradients_from_one_batch_one_z_and_the
         adam.step()
         for p, q in zip(net.parameters(), ref.parameters()):
             torch.testing.assert_close(p, q)
+
+
+def test_a_simultaneous_update_scores_the_same_real_batch_in_gs_loss_when_the_loss_reads_real_data():
+    """RaGAN's G loss compares fakes with reals: under simultaneous updates, with D's real batch."""
+    module = make_module("optim.update=simultaneous", "loss=relativistic")
+    draws, seen = record_draws(module), []
+    module.hooks.d_input = lambda x, ctx: seen.append(x) or x
+    run_steps(module, 1)
+    assert [type(d).__name__ for d in draws] == ["RealBatch", "Tensor"]
+    assert len(seen) == 4 and seen[0] is seen[3] is draws[0].x  # D's loss: real, fake; G's loss: fake, real
 
 
 def test_alternating_updates_stay_the_default_and_draw_a_z_per_net():
