@@ -272,7 +272,7 @@ class GANModule(pl.LightningModule):
                             per_layer: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One update of both nets from one snapshot of their weights, as ALI's `ali_algorithm`
         (IshmaelBelghazi/ALI ali/algorithms.py: theano.grad of each loss for its own net's parameters,
-        one GradientDescent applying both steps) that PacGAN's pacgan_task.py trains with: one real batch,
+        one GradientDescent applying both steps) that PacGAN's 2-D task files train with: one real batch,
         one z, one forward of G whose samples D's loss reads detached and G's loss reads through D; both
         gradients are taken before either optimiser steps. Returns (D's loss, G's loss)."""
         real = self.real_batch()
