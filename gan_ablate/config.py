@@ -134,9 +134,14 @@ class ModelConfig:
     d_width: float = 1.0
     norm_g: str = "none"
     norm_d: str = "none"
-    bn_momentum: float = 0.1
+    bn_momentum: float = 0.1          # batch norm: running = (1 - m) * running + m * batch (torch's convention)
+    bn_eps: float = 1e-5              # batch norm: added to the batch variance (torch's default; blocks': 1e-4)
+    bn_running: str = "variance"      # batch norm's running statistic: variance (torch's) or stdev (blocks')
+    # a hidden linear layer followed by a normalisation keeps its bias (torch's); False: it has none, the
+    # norm's shift in its place (blocks' MLP(use_bias=False), PacGAN's G); mlp and gan2014 nets
+    bias_before_norm: bool = True
     reference_batch_size: int = 64    # virtual / reference batch norm
-    init: str = "default"             # default (PyTorch's), orthogonal, dcgan
+    init: str = "default"             # default (PyTorch's), orthogonal, dcgan, pacgan
     downsample: str = "strided"       # D: strided conv, avg_pool or max_pool
     upsample: str = "conv_transpose"  # G: conv_transpose, pixel_shuffle or nearest (+ conv)
     d_batches: str = "separate"       # D sees real and fake as separate batches, or one mixed batch
@@ -156,16 +161,18 @@ class ModelConfig:
         check_choice("model.sndcgan_d_channels", self.sndcgan_d_channels, ("compare_gan", "miyato"))
         check_choice("model.norm_g", self.norm_g, NORMS)
         check_choice("model.norm_d", self.norm_d, NORMS)
-        check_choice("model.init", self.init, ("default", "orthogonal", "dcgan"))
+        check_choice("model.init", self.init, ("default", "orthogonal", "dcgan", "pacgan"))
         check_choice("model.downsample", self.downsample, ("strided", "avg_pool", "max_pool"))
         check_choice("model.upsample", self.upsample, ("conv_transpose", "pixel_shuffle", "nearest"))
         check_choice("model.d_batches", self.d_batches, ("separate", "mixed"))
+        check_choice("model.bn_running", self.bn_running, ("variance", "stdev"))
         for key in ("z_dim", "g_hidden", "d_hidden", "g_layers", "d_layers", "g_channels", "d_channels",
                     "reference_batch_size", "maxout_pieces"):
             check_range(f"model.{key}", getattr(self, key), 1)
         check_range("model.g_width", self.g_width, 0, low_open=True)
         check_range("model.d_width", self.d_width, 0, low_open=True)
         check_range("model.bn_momentum", self.bn_momentum, 0, 1)
+        check_range("model.bn_eps", self.bn_eps, 0, low_open=True)
         check_range("model.d_dropout", self.d_dropout, 0, 1, high_open=True)
         check_range("model.g_dropout", self.g_dropout, 0, 1, high_open=True)
         check_range("model.g_layer_noise", self.g_layer_noise, 0)
@@ -202,14 +209,35 @@ class OptimizerConfig:
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     momentum: float = 0.0       # sgd
     weight_decay: float = 0.0
+    # adam's eps: added to sqrt(v) after its bias correction (torch), or before it (blocks.algorithms.Adam,
+    # the step of PacGAN's 2-D code; gan_ablate/module.py BlocksAdam)
+    eps_placement: str = "torch"
 
 
 @dataclass
 class OptimConfig:
+    """How G and D take turns.
+
+    update=alternating: an iteration is n_critic D updates, then g_steps G updates; each update draws its
+    own real batch and z and sees the other net as its latest step left it.
+    update=simultaneous: an iteration is one update of both nets from one parameter snapshot, as ALI's
+    `ali_algorithm` (IshmaelBelghazi/ALI ali/algorithms.py), which PacGAN's 2-D experiments train with
+    (fjxmlzn/PacGAN synthetic_data_experiments/*/pacgan_task.py): one real batch, one z, one forward of
+    G; D's loss and G's loss both from the weights as they are before either steps; both gradients are
+    taken, then both optimisers step. Under it, n_critic and g_steps must be 1 (one update of each net is
+    what an iteration is), and tricks that repeat one net's update (loss_balancing) are refused. The
+    other hooks keep their meaning: d_fake_batch, d_input, d_targets, d_objective and d_penalty shape D's
+    loss and g_objective and g_penalty G's, on the shared real batch and samples (a trick that reads more
+    real data, feature_matching or vae_gan, draws it as it does under alternating updates, through D and
+    G as they are before either steps); once both gradients exist,
+    before_d_step, D's step, after_d_step, then before_g_step, G's step, after_g_step run in that order,
+    each acting on its own net (G's gradient was already taken through D's pre-step weights).
+    """
     g: OptimizerConfig = field(default_factory=OptimizerConfig)
     d: OptimizerConfig = field(default_factory=OptimizerConfig)
     n_critic: int = 1           # D updates per iteration
     g_steps: int = 1            # G updates per iteration
+    update: str = "alternating"  # or simultaneous (see the docstring)
 
     def __post_init__(self) -> None:
         for net in ("g", "d"):
@@ -222,8 +250,16 @@ class OptimConfig:
                 check_range(f"optim.{net}.betas", b, 0, 1, high_open=True)
             check_range(f"optim.{net}.momentum", opt.momentum, 0, 1, high_open=True)
             check_range(f"optim.{net}.weight_decay", opt.weight_decay, 0)
+            check_choice(f"optim.{net}.eps_placement", opt.eps_placement, ("torch", "blocks"))
+            if opt.eps_placement == "blocks" and opt.name != "adam":
+                raise ConfigError(f"optim.{net}.eps_placement=blocks is Adam's; optim.{net}.name={opt.name}")
         check_range("optim.n_critic", self.n_critic, 1)
         check_range("optim.g_steps", self.g_steps, 1)
+        check_choice("optim.update", self.update, ("alternating", "simultaneous"))
+        for key in ("n_critic", "g_steps"):  # a conflict: a sweep skips the cell (trick=n_critic on a PacGAN preset)
+            if self.update == "simultaneous" and getattr(self, key) != 1:
+                raise TrickConflict(f"optim.{key}={getattr(self, key)} has no meaning with optim.update=simultaneous "
+                                  f"(an iteration is one update of both nets); allowed: 1")
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """GANModule: the G/D training step with manual optimisation.
 
-One iteration = n_critic discriminator updates, then g_steps generator updates, then the EMA update.
+One iteration = n_critic discriminator updates, then g_steps generator updates, then the EMA update
+(optim.update=alternating); or one update of both nets from the same batch, z and weights, then the EMA
+update (optim.update=simultaneous; gan_ablate/config.py OptimConfig says what the hooks mean there).
 Tricks act only through the hook chain (gan_ablate/tricks/base.py); this file names none of them.
 Everything random in an iteration (real batch, z, trick noise, dropout) is drawn after seeding torch
 from (seed, iteration), so a resumed run continues exactly, and evaluation cannot shift the stream.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import warnings
 from contextlib import nullcontext
 from typing import Iterable
@@ -100,9 +103,29 @@ def grad_norms(named_params: Iterable[tuple[str, nn.Parameter]], prefix: str,
     return out
 
 
+class BlocksAdam(torch.optim.Adam):
+    """Adam as blocks.algorithms.Adam steps (mila-iqia/blocks; PacGAN's 2-D code trains with it): the step
+    lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps), eps added before v's bias correction.
+    torch's Adam adds it after; this is torch's with eps / sqrt(1 - beta2^t) at step t. The two differ
+    where gradients are of eps's size, as G's first ones are under PacGAN's N(0, 0.02) initialisation.
+    The step count lives in the param groups, which checkpoints keep."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float], weight_decay: float, eps: float = 1e-8):
+        super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps)
+        for group in self.param_groups:
+            group["blocks_eps"], group["blocks_t"] = eps, 0
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["blocks_t"] += 1
+            group["eps"] = group["blocks_eps"] / math.sqrt(1 - group["betas"][1] ** group["blocks_t"])
+        return super().step(closure)
+
+
 def build_optimizer(cfg: OptimizerConfig, params) -> torch.optim.Optimizer:
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        adam = BlocksAdam if cfg.eps_placement == "blocks" else torch.optim.Adam
+        return adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -212,10 +235,13 @@ class GANModule(pl.LightningModule):
         norms: dict[str, torch.Tensor] | None = {} if measure or self.cfg.monitor.check_every else None
         per_layer = measure and self.cfg.monitor.grad_norm_per_layer
 
-        d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step,
-                              ctx, norms, per_layer)
-        g_loss = self.updates(self.generator_step, opt_g, self.cfg.optim.g_steps, self.hooks.repeat_g_step,
-                              ctx, norms, per_layer)
+        if self.cfg.optim.update == "simultaneous":
+            d_loss, g_loss = self.simultaneous_update(opt_d, opt_g, ctx, norms, per_layer)
+        else:
+            d_loss = self.updates(self.discriminator_step, opt_d, self.cfg.optim.n_critic, self.hooks.repeat_d_step,
+                                  ctx, norms, per_layer)
+            g_loss = self.updates(self.generator_step, opt_g, self.cfg.optim.g_steps, self.hooks.repeat_g_step,
+                                  ctx, norms, per_layer)
         average_buffers(self.G, self.D)
         self.update_ema(it)
         self.hooks.after_iteration(self, ctx)
@@ -249,22 +275,40 @@ class GANModule(pl.LightningModule):
         self.latest_scalars = scalars
         return scalars
 
+    def simultaneous_update(self, opt_d, opt_g, ctx: StepContext, norms: dict | None,
+                            per_layer: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update of both nets from one snapshot of their weights, as ALI's `ali_algorithm`
+        (IshmaelBelghazi/ALI ali/algorithms.py: theano.grad of each loss for its own net's parameters,
+        one GradientDescent applying both steps) that PacGAN's 2-D task files train with: one real batch,
+        one z, one forward of G whose samples D's loss reads detached and G's loss reads through D; both
+        gradients are taken before either optimiser steps. Returns (D's loss, G's loss)."""
+        real = self.real_batch()
+        fake = self.G(self.sample_z(real.x.shape[0]))
+        with torch.no_grad():
+            d_fake = self.hooks.d_fake_batch(fake.detach(), ctx)
+        d_loss = self.discriminator_loss(real, d_fake, ctx)
+        g_loss = self.generator_loss(fake, ctx, real)
+        # G's gradient first: its backward also reaches D's parameters, which D's zero_grad then clears
+        self.gradients(opt_g, g_loss, self.G, "g", norms, per_layer)
+        self.gradients(opt_d, d_loss, self.D, "d", norms, per_layer)
+        self.step(opt_d, self.hooks.before_d_step, self.hooks.after_d_step, ctx)
+        self.step(opt_g, self.hooks.before_g_step, self.hooks.after_g_step, ctx)
+        return d_loss, g_loss
+
     def discriminator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
         real = self.real_batch()
         with torch.no_grad():
             fake = self.hooks.d_fake_batch(self.G(self.sample_z(real.x.shape[0])), ctx)
+        loss = self.discriminator_loss(real, fake, ctx)
+        self.gradients(opt, loss, self.D, "d", norms, per_layer)
+        self.step(opt, self.hooks.before_d_step, self.hooks.after_d_step, ctx)
+        return loss
+
+    def discriminator_loss(self, real: RealBatch, fake: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         real_logits, fake_logits = self.d_logits(self.hooks.d_input(real.x, ctx), self.hooks.d_input(fake, ctx))
         real_t, fake_t = self.hooks.d_targets(torch.ones_like(real_logits), torch.zeros_like(fake_logits), ctx)
         loss = self.loss.d_loss(real_logits, fake_logits, real_t, fake_t)
-        loss = self.hooks.d_objective(loss, real_logits, fake_logits, ctx) + self.hooks.d_penalty(self, real, fake, ctx)
-        opt.zero_grad(set_to_none=True)
-        self.backward_and_average(loss, self.D)
-        if norms is not None:
-            norms.update(grad_norms(self.D.named_parameters(), "d", per_layer))
-        self.hooks.before_d_step(self, ctx)
-        opt.step()
-        self.hooks.after_d_step(self, ctx)
-        return loss
+        return self.hooks.d_objective(loss, real_logits, fake_logits, ctx) + self.hooks.d_penalty(self, real, fake, ctx)
 
     def d_logits(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.model.d_batches == "separate":  # all-real and all-fake batches (ganhacks #4)
@@ -273,19 +317,35 @@ class GANModule(pl.LightningModule):
         return logits[: len(real)], logits[len(real):]
 
     def generator_step(self, opt, ctx: StepContext, norms: dict | None, per_layer: bool) -> torch.Tensor:
-        fake = self.G(self.sample_z(self.hooks.samples_per_batch(self.cfg.data.batch_size)))
-        fake_logits = self.D(self.hooks.d_input(fake, ctx))
-        real_logits = self.D(self.hooks.d_input(self.real_batch().x, ctx)) if self.loss.g_uses_real else None
-        loss = self.hooks.g_objective(self.loss.g_loss(fake_logits, real_logits), self, fake, ctx)
-        loss = loss + self.hooks.g_penalty(self, fake, ctx)
-        opt.zero_grad(set_to_none=True)
-        self.backward_and_average(loss, self.G)
-        if norms is not None:
-            norms.update(grad_norms(self.G.named_parameters(), "g", per_layer))
-        self.hooks.before_g_step(self, ctx)
-        opt.step()
-        self.hooks.after_g_step(self, ctx)
+        loss = self.generator_loss(self.G(self.sample_z(self.hooks.samples_per_batch(self.cfg.data.batch_size))), ctx)
+        self.gradients(opt, loss, self.G, "g", norms, per_layer)
+        self.step(opt, self.hooks.before_g_step, self.hooks.after_g_step, ctx)
         return loss
+
+    def generator_loss(self, fake: torch.Tensor, ctx: StepContext, real: RealBatch | None = None) -> torch.Tensor:
+        """G's loss on `fake`; a loss that scores real samples too scores `real`, or a fresh real batch."""
+        fake_logits = self.D(self.hooks.d_input(fake, ctx))
+        if self.loss.g_uses_real:
+            real_x = (real if real is not None else self.real_batch()).x
+            real_logits = self.D(self.hooks.d_input(real_x, ctx))
+        else:
+            real_logits = None
+        loss = self.hooks.g_objective(self.loss.g_loss(fake_logits, real_logits), self, fake, ctx)
+        return loss + self.hooks.g_penalty(self, fake, ctx)
+
+    def gradients(self, opt, loss: torch.Tensor, net: nn.Module, prefix: str, norms: dict | None,
+                  per_layer: bool) -> None:
+        """`net`'s gradients of `loss` (what was there before dropped), measured into `norms` if given."""
+        opt.zero_grad(set_to_none=True)
+        self.backward_and_average(loss, net)
+        if norms is not None:
+            norms.update(grad_norms(net.named_parameters(), prefix, per_layer))
+
+    def step(self, opt, before, after, ctx: StepContext) -> None:
+        """One optimiser step between its net's before/after step hooks."""
+        before(self, ctx)
+        opt.step()
+        after(self, ctx)
 
     def backward_and_average(self, loss: torch.Tensor, net: nn.Module) -> None:
         """Gradients of `loss`, averaged over the ranks for the parameters of `net` (the net about to

@@ -141,6 +141,8 @@ PROOFS = {
     "init/default": ["test_module.test_same_seed_same_run_and_other_seed_differs"],
     "init/orthogonal_init": ["test_families.test_orthogonal_init_preserves_norms"],
     "init/dcgan_init": ["test_families.test_dcgan_init_moments"],
+    "init/pacgan_init": ["test_pacgan_reference.test_pacgan_init_draws_weights_from_n_0_002_with_zero_biases_and_unit_norm_gains",
+                         "test_pacgan_reference.test_the_default_init_is_not_the_authors"],
     "activation/leaky_relu": ["test_families.test_activation_option"],
     "activation/relu": ["test_families.test_activation_option"],
     **{f"downsample/{o}": ["test_families.test_up_and_downsampling_options_keep_the_shapes"]

@@ -496,3 +496,152 @@ def test_the_module_refuses_a_trick_that_conflicts_with_its_loss_or_normalisatio
 
     with pytest.raises(TrickConflict, match="conflicts with norm_d=batch_norm"):
         make_module("trick=gradient_penalty", "model.norm_d=batch_norm")
+
+
+# -- optim.update=simultaneous (ALI's ali_algorithm, the PacGAN presets' scheme) ---------------------------
+def record_draws(module):
+    """Keep every real batch and z the training step draws, in order."""
+    draws, real_batch, sample_z = [], module.real_batch, module.sample_z
+    module.real_batch = lambda: draws.append(real_batch()) or draws[-1]
+    module.sample_z = lambda n: draws.append(sample_z(n)) or draws[-1]
+    return draws
+
+
+def test_a_simultaneous_update_takes_both_gradients_from_one_batch_one_z_and_the_pre_step_weights():
+    """D's gradient is of its loss on G's samples from G's pre-step weights, G's of its loss through D's
+    pre-step weights (a non-linear D: leaky ReLU MLP); each optimiser steps once, with its own gradient."""
+    module = make_module("optim.update=simultaneous", "monitor.grad_norm_every=1")
+    opt_g, opt_d = attach_optimizers(module)
+    G0, D0 = copy.deepcopy(module.G), copy.deepcopy(module.D)
+    adam_g, adam_d = (torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999)) for net in (G0, D0))
+    draws = record_draws(module)
+    out = module.training_step(None, 0)
+
+    assert [type(d).__name__ for d in draws] == ["RealBatch", "Tensor"]  # one real batch, one z
+    (real, z), F = draws, torch.nn.functional
+    assert real.x.shape[0] == z.shape[0] == module.cfg.data.batch_size
+    fake = G0(z)
+    d_loss = F.softplus(-D0(real.x)).mean() + F.softplus(D0(fake.detach())).mean()
+    g_loss = F.softplus(-D0(fake)).mean()
+    d_grads = torch.autograd.grad(d_loss, list(D0.parameters()))
+    g_grads = torch.autograd.grad(g_loss, list(G0.parameters()))
+    for net, grads in ((module.D, d_grads), (module.G, g_grads)):
+        for p, g in zip(net.parameters(), grads):
+            torch.testing.assert_close(p.grad, g)
+    torch.testing.assert_close(out["measured"]["loss/d"], d_loss)
+    torch.testing.assert_close(out["measured"]["loss/g"], g_loss)
+    torch.testing.assert_close(out["measured"]["grad_norm/d"], torch.nn.utils.get_total_norm(d_grads))
+    torch.testing.assert_close(out["measured"]["grad_norm/g"], torch.nn.utils.get_total_norm(g_grads))
+    assert (opt_d.steps, opt_g.steps) == (1, 1) and module.iteration == 1
+    for net, ref, adam, grads in ((module.D, D0, adam_d, d_grads), (module.G, G0, adam_g, g_grads)):
+        for p, g in zip(ref.parameters(), grads):
+            p.grad = g
+        adam.step()
+        for p, q in zip(net.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q)
+
+
+def test_a_simultaneous_update_scores_the_same_real_batch_in_gs_loss_when_the_loss_reads_real_data():
+    """RaGAN's G loss compares fakes with reals: under simultaneous updates, with D's real batch."""
+    module = make_module("optim.update=simultaneous", "loss=relativistic")
+    draws, seen = record_draws(module), []
+    module.hooks.d_input = lambda x, ctx: seen.append(x) or x
+    run_steps(module, 1)
+    assert [type(d).__name__ for d in draws] == ["RealBatch", "Tensor"]
+    assert len(seen) == 4 and seen[0] is seen[3] is draws[0].x  # D's loss: real, fake; G's loss: fake, real
+
+
+def test_alternating_updates_stay_the_default_and_draw_a_z_per_net():
+    module = make_module()
+    assert module.cfg.optim.update == "alternating"
+    draws = record_draws(module)
+    run_steps(module, 1)
+    assert [type(d).__name__ for d in draws] == ["RealBatch", "Tensor", "Tensor"]
+
+
+def test_simultaneous_step_hooks_run_once_each_d_first_after_both_gradients_exist():
+    """OptimConfig's rule: both gradients are taken, then before_d_step, D's step, after_d_step,
+    before_g_step, G's step, after_g_step; the EMA and after_iteration follow as in alternating updates."""
+    from gan_ablate.tricks.base import Trick
+
+    module = make_module("optim.update=simultaneous")
+    calls = []
+
+    class Probe(Trick):
+        name = "probe"
+
+    probe = Probe()
+    for hook in ("before_d_step", "after_d_step", "before_g_step", "after_g_step", "after_iteration"):
+        setattr(probe, hook, lambda gan, ctx, hook=hook: calls.append(
+            (hook, all(p.grad is not None for p in (*gan.G.parameters(), *gan.D.parameters())), ctx.iteration)))
+    module.hooks.tricks.append(probe)
+    ema_updates = []
+    module.update_ema = ema_updates.append
+    run_steps(module, 2)
+    order = ["before_d_step", "after_d_step", "before_g_step", "after_g_step", "after_iteration"]
+    assert calls == [(hook, True, it) for it in (0, 1) for hook in order]
+    assert ema_updates == [0, 1]
+
+
+@pytest.mark.parametrize("override,key", [("optim.n_critic=2", "optim.n_critic=2"), ("optim.g_steps=3", "optim.g_steps=3"),
+                                          ("trick=n_critic", "optim.n_critic=5"), ("trick=g_steps", "optim.g_steps=2")])
+def test_simultaneous_updates_refuse_more_than_one_update_of_a_net_on_one_line(override, key):
+    """A TrickConflict: the ablation sweeper records such a cell (trick=n_critic on a PacGAN preset) as skipped."""
+    from conftest import make_cfg
+
+    from gan_ablate.config import TrickConflict
+    from gan_ablate.validation import check_config
+
+    with pytest.raises(TrickConflict) as refused:
+        check_config(make_cfg("optim.update=simultaneous", override))
+    message = str(refused.value)
+    assert message.startswith(f"{key} has no meaning with optim.update=simultaneous") and "\n" not in message
+
+
+def test_simultaneous_updates_refuse_loss_balancing_which_repeats_one_nets_update():
+    from gan_ablate.config import TrickConflict
+
+    with pytest.raises(TrickConflict) as refused:
+        make_module("optim.update=simultaneous", "trick=loss_balancing")
+    assert str(refused.value) == ("trick 'loss_balancing' conflicts with optim.update=simultaneous: "
+                                  "they cannot run together")
+    make_module("trick=loss_balancing")  # alternating: allowed
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.update=both", "optim.update='both' is not allowed; choose one of: alternating, simultaneous"),
+    ("optim.g.eps_placement=theano", "optim.g.eps_placement='theano' is not allowed; choose one of: torch, blocks"),
+    ("optim.d.eps_placement=blocks optim.d.name=sgd", "optim.d.eps_placement=blocks is Adam's; optim.d.name=sgd"),
+    ("model.bn_running=std", "model.bn_running='std' is not allowed; choose one of: variance, stdev"),
+])
+def test_update_and_optimiser_and_batch_norm_options_refuse_bad_values_naming_the_key(override, message):
+    from gan_ablate.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        make_module(*override.split())
+    assert str(refused.value) == message
+
+
+def test_blocks_adam_steps_with_eps_before_the_bias_correction_and_resumes_its_step_count():
+    """blocks.algorithms.Adam: p -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps); eps large here so
+    that its place shows; a copy loaded from the state dict after two steps takes the same third step."""
+    from gan_ablate.module import BlocksAdam
+
+    lr, (b1, b2), eps = 0.1, (0.8, 0.9), 0.5
+    grads = [torch.tensor([0.3, -2.0]), torch.tensor([-0.1, 1.0]), torch.tensor([0.4, 0.2])]
+    p = nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = BlocksAdam([p], lr=lr, betas=(b1, b2), weight_decay=0.0, eps=eps)
+    expected, m, v = p.detach().clone(), torch.zeros(2), torch.zeros(2)
+    for t, g in enumerate(grads, start=1):
+        if t == 3:
+            resumed = nn.Parameter(p.detach().clone())
+            opt_resumed = BlocksAdam([resumed], lr=lr, betas=(b1, b2), weight_decay=0.0, eps=eps)
+            opt_resumed.load_state_dict(copy.deepcopy(opt.state_dict()))  # a checkpoint: no shared tensors
+            resumed.grad = g
+            opt_resumed.step()
+        p.grad = g
+        opt.step()
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        expected = expected - lr * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t) * m / (v.sqrt() + eps)
+        torch.testing.assert_close(p.detach(), expected)
+    torch.testing.assert_close(resumed.detach(), expected)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from gan_ablate.config import ConfigError, ModelConfig
-from gan_ablate.nets.layers import activation, hidden_extras, make_norm
+from gan_ablate.nets.layers import activation, hidden_extras, norm_layer
 
 
 def stages(image_size: int) -> tuple[int, int]:
@@ -47,7 +47,7 @@ class DCGANGenerator(nn.Module):
         self.s0, self.width, self.chunk_sizes = s0, width, chunks
         self.project = nn.Linear(chunks[0], width * s0 * s0)
         first: list[nn.Module] = []
-        norm = make_norm(cfg.norm_g, width, conv=True, momentum=cfg.bn_momentum)
+        norm = norm_layer(cfg, cfg.norm_g, width, conv=True)
         first += [norm] if norm is not None else []
         self.first = nn.Sequential(*first, activation(cfg.activation), *hidden_extras(cfg, "g"))
         self.blocks = nn.ModuleList()
@@ -56,7 +56,7 @@ class DCGANGenerator(nn.Module):
             out = channels if last else width // 2
             layers: list[nn.Module] = [upsample(cfg.upsample, width + chunks[i + 1], out)]
             if not last:
-                norm = make_norm(cfg.norm_g, out, conv=True, momentum=cfg.bn_momentum)
+                norm = norm_layer(cfg, cfg.norm_g, out, conv=True)
                 layers += [norm] if norm is not None else []
                 layers += [activation(cfg.activation), *hidden_extras(cfg, "g")]
             else:  # images live in [-1, 1] (tanh) or [0, 1] (sigmoid) (ganhacks #1)
@@ -82,7 +82,7 @@ class DCGANDiscriminator(nn.Module):
         width_in, width = channels, max(1, int(round(cfg.d_channels * cfg.d_width)))
         for i in range(k):
             layers.append(downsample(cfg.downsample, width_in, width))
-            norm = make_norm(cfg.norm_d, width, conv=True, momentum=cfg.bn_momentum) if i > 0 else None
+            norm = norm_layer(cfg, cfg.norm_d, width, conv=True) if i > 0 else None
             layers += [norm] if norm is not None else []  # no normalisation on D's first layer
             layers += [activation(cfg.activation), *hidden_extras(cfg, "d")]
             width_in, width = width, width * 2

@@ -92,11 +92,47 @@ class WithReferenceBatch(nn.Module):
             return getattr(self.net, name)  # z_dim, features, head, ... of the wrapped net
 
 
-def make_norm(kind: str, features: int, conv: bool, momentum: float) -> nn.Module | None:
+class RunningStdev:
+    """For torch's batch norms: running statistics kept as blocks keeps them (blocks/bricks/bn.py, updated
+    as fjxmlzn/PacGAN's pacgan_task.py does): the moving average of the batch mean and of the batch
+    standard deviation sqrt(biased variance + eps), which eval mode divides by as it is. torch's average
+    the unbiased variance instead and divide by sqrt(running_var + eps). Kept in torch's buffers:
+    running_var holds stdev^2 - eps, so that eval mode's sqrt(running_var + eps) is the running stdev
+    (1 at the start, blocks' population_stdev). Standing statistics (momentum None) stay torch's."""
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        self.running_var.sub_(self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.momentum is None:
+            return super().forward(x)
+        var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+        with torch.no_grad():
+            stdev = torch.lerp((self.running_var + self.eps).sqrt(), (var + self.eps).sqrt(), self.momentum)
+            self.running_var.copy_(stdev.square() - self.eps)
+            self.running_mean.lerp_(mean, self.momentum)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class StdevBatchNorm1d(RunningStdev, nn.BatchNorm1d):
+    pass
+
+
+class StdevBatchNorm2d(RunningStdev, nn.BatchNorm2d):
+    pass
+
+
+def make_norm(kind: str, features: int, conv: bool, momentum: float, eps: float = 1e-5,
+              running: str = "variance") -> nn.Module | None:
+    """The normalisation layer of `kind`; momentum, eps and the running statistic (variance: torch's,
+    stdev: blocks', RunningStdev) are batch norm's (model.bn_momentum, model.bn_eps, model.bn_running)."""
     if kind == "none":
         return None
     if kind == "batch_norm":
-        return (nn.BatchNorm2d if conv else nn.BatchNorm1d)(features, momentum=momentum)
+        if running == "stdev":
+            return (StdevBatchNorm2d if conv else StdevBatchNorm1d)(features, eps=eps, momentum=momentum)
+        return (nn.BatchNorm2d if conv else nn.BatchNorm1d)(features, eps=eps, momentum=momentum)
     if kind == "layer_norm":
         return nn.GroupNorm(1, features) if conv else nn.LayerNorm(features)  # GroupNorm(1): LN over C,H,W
     if kind == "instance_norm":
@@ -105,6 +141,11 @@ def make_norm(kind: str, features: int, conv: bool, momentum: float) -> nn.Modul
                               "per-sample feature normalisation of an MLP is layer_norm")
         return nn.InstanceNorm2d(features, affine=True)
     return ReferenceBatchNorm(features, virtual=kind == "virtual_batch_norm")
+
+
+def norm_layer(cfg, kind: str, features: int, conv: bool) -> nn.Module | None:
+    """make_norm with the model config's batch-norm settings."""
+    return make_norm(kind, features, conv, momentum=cfg.bn_momentum, eps=cfg.bn_eps, running=cfg.bn_running)
 
 
 def uses_reference_batch(kind: str) -> bool:
@@ -165,7 +206,11 @@ NORMS_WITH_AFFINE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm,
 @torch.no_grad()
 def init_weights(net: nn.Module, kind: str) -> None:
     """orthogonal: W^T W = I (or W W^T = I) per layer, conv kernels flattened (Saxe et al. 2014);
-    dcgan: weights N(0, 0.02), norm gains N(1, 0.02), biases 0 (Radford et al. 2016)."""
+    dcgan: weights N(0, 0.02), norm gains N(1, 0.02), biases 0 (Radford et al. 2016);
+    pacgan: weights N(0, 0.02), biases 0, norms left at gain 1 and shift 0, as blocks' IsotropicGaussian(0.02)
+    and Constant(0) in fjxmlzn/PacGAN synthetic_data_experiments/*/pacgan_task.py: blocks' BatchNormalization
+    is not Initializable, keeps its own scale_init Constant(1) and shift_init Constant(0) (blocks/bricks/bn.py),
+    which are torch's initial values for an affine norm."""
     if kind == "default":
         return
     for m in net.modules():

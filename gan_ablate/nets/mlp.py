@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from gan_ablate.config import ModelConfig
-from gan_ablate.nets.layers import Maxout, activation, hidden_extras, make_norm
+from gan_ablate.nets.layers import Maxout, activation, hidden_extras, norm_layer
 
 
 def _width(base: int, mult: float) -> int:
@@ -28,8 +28,8 @@ class MLPGenerator(nn.Module):
         self.blocks = nn.ModuleList()
         width_in = chunks[0]
         for i in range(cfg.g_layers):
-            layers: list[nn.Module] = [nn.Linear(width_in, hidden)]
-            norm = make_norm(cfg.norm_g, hidden, conv=False, momentum=cfg.bn_momentum)
+            norm = norm_layer(cfg, cfg.norm_g, hidden, conv=False)
+            layers: list[nn.Module] = [nn.Linear(width_in, hidden, bias=norm is None or cfg.bias_before_norm)]
             layers += [norm] if norm is not None else []
             layers += [activation(cfg.activation), *hidden_extras(cfg, "g")]
             self.blocks.append(nn.Sequential(*layers))
@@ -59,9 +59,10 @@ class MLPDiscriminator(nn.Module):
             if cfg.name == "gan2014":
                 layers.append(Maxout(width_in, hidden, cfg.maxout_pieces))
             else:
-                layers.append(nn.Linear(width_in, hidden))
-                norm = make_norm(cfg.norm_d, hidden, conv=False, momentum=cfg.bn_momentum) if i > 0 else None
-                layers += [norm] if norm is not None else []  # no normalisation on D's first layer (DCGAN)
+                # no normalisation on D's first layer (DCGAN)
+                norm = norm_layer(cfg, cfg.norm_d, hidden, conv=False) if i > 0 else None
+                layers.append(nn.Linear(width_in, hidden, bias=norm is None or cfg.bias_before_norm))
+                layers += [norm] if norm is not None else []
                 layers.append(activation(cfg.activation))
             layers += hidden_extras(cfg, "d")
             width_in = hidden

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gan_ablate.config import ConfigError, ModelConfig
-from gan_ablate.nets.layers import hidden_extras, make_norm
+from gan_ablate.nets.layers import hidden_extras, norm_layer
 
 
 def _check(cfg: ModelConfig, image_size: int) -> None:
@@ -41,13 +41,13 @@ class SNDCGANGenerator(nn.Module):
         # instance norm needs feature maps, so it comes after the reshape.
         self.norm_after_reshape = cfg.norm_g == "instance_norm"
         self.project = nn.Linear(cfg.z_dim, widths[0] * 4 * 4)
-        norm = make_norm(cfg.norm_g, widths[0] if self.norm_after_reshape else widths[0] * 4 * 4,
-                         conv=self.norm_after_reshape, momentum=cfg.bn_momentum)
+        norm = norm_layer(cfg, cfg.norm_g, widths[0] if self.norm_after_reshape else widths[0] * 4 * 4,
+                          conv=self.norm_after_reshape)
         self.project_norm = norm if norm is not None else nn.Identity()
         self.project_extras = nn.Sequential(*hidden_extras(cfg, "g"))  # g_dropout / layer noise: every G layer
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths, widths[1:]):
-            norm = make_norm(cfg.norm_g, c_out, conv=True, momentum=cfg.bn_momentum)
+            norm = norm_layer(cfg, cfg.norm_g, c_out, conv=True)
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), *([norm] if norm is not None else []), nn.ReLU(),
                        *hidden_extras(cfg, "g")]
         layers += [nn.Conv2d(widths[-1], channels, 3, 1, 1), nn.Tanh() if cfg.output == "tanh" else nn.Sigmoid()]
@@ -74,7 +74,7 @@ class SNDCGANDiscriminator(nn.Module):
         c_in = channels
         for i, (c, k, s) in enumerate(self.LAYERS[cfg.sndcgan_d_channels]):
             c_out = _width(c, cfg.d_width)
-            norm = make_norm(cfg.norm_d, c_out, conv=True, momentum=cfg.bn_momentum) if i > 0 else None
+            norm = norm_layer(cfg, cfg.norm_d, c_out, conv=True) if i > 0 else None
             layers += [nn.Conv2d(c_in, c_out, k, s, 1), *([norm] if norm is not None else []), nn.LeakyReLU(0.1),
                        *hidden_extras(cfg, "d")]
             c_in = c_out

@@ -163,7 +163,7 @@ def family_choices(settings: Any) -> list[str]:
         return []
     m = settings.model
     return [f"loss={settings.loss.name}", f"model={m.name}", f"norm_d={m.norm_d}", f"norm_g={m.norm_g}",
-            f"d_batches={m.d_batches}"]
+            f"d_batches={m.d_batches}", f"optim.update={settings.optim.update}"]
 
 
 def check_conflicts(names: Iterable[str], choices: Iterable[str] = ()) -> None:

@@ -18,6 +18,8 @@ class LossBalancing(Trick):
     """ganhacks #12's discouraged heuristic, kept so it can be ablated: after the scheduled updates,
     "while lossD > A: train D" and "while lossG > B: train G", at most max_extra times each."""
     name = "loss_balancing"
+    # extra updates of one net: under simultaneous updates an iteration is one update of both
+    conflicts = ("optim.update=simultaneous",)
 
     @dataclass
     class Params:
