@@ -403,6 +403,36 @@ def test_an_old_checkpoint_loads_as_iteration_0():
     assert blank.iteration == 0
 
 
+def test_a_checkpoint_without_trick_state_gives_every_trick_an_empty_state():
+    """A checkpoint from before a trick kept state (no "tricks" entry) resumes it from nothing, not from None."""
+    module = make_module()
+    seen = []
+    module.hooks.load_state_dict = seen.append
+    module.on_load_checkpoint({"gan_ablate": {"iteration": 3}})
+    assert (module.iteration, seen) == (3, [{}])
+
+
+def test_evaluation_and_selection_see_the_modules_own_g_and_its_average():
+    """BestSelection (callbacks/selection.py) saves and restores what generator_modules names: G and G_ema."""
+    module = make_module()
+    nets = module.generator_modules()
+    assert list(nets) == ["G", "G_ema"] and nets["G"] is module.G and nets["G_ema"] is module.G_ema
+
+
+def test_extra_updates_count_up_by_one_each_time_the_hook_asks():
+    """The repeat hook sees 0, 1, 2, ... extra updates; a count that did not grow would loop for ever."""
+    module = make_module()
+    asked = []
+
+    def repeat(loss, extra, ctx):
+        asked.append(extra)
+        assert len(asked) < 10, f"the extra-update count does not grow: {asked}"
+        return extra < 3
+    module.hooks.repeat_g_step = repeat
+    run_steps(module, 1)
+    assert asked == [0, 1, 2, 3]
+
+
 def test_the_ema_averages_gs_batch_norm_statistics_like_its_weights():
     """use_buffers=True: the running statistics the EMA G evaluates with are the EMA of G's, not a
     copy of G's latest (torch's use_buffers=False would copy them)."""
@@ -434,6 +464,14 @@ def test_the_ema_generator_with_averaged_statistics_is_the_average_itself():
     module = make_module("norm_g=batch_norm", "ema.bn_stats=averaged")
     run_steps(module, 2)
     assert module.ema_generator() is module.G_ema.module
+
+
+def test_a_real_batch_of_unlabelled_data_has_no_labels():
+    """Data without labels (an image folder) gives batches whose labels are None, not an error."""
+    module = make_module()
+    module.attach_data(module.real_data, None)
+    real = module.real_batch()
+    assert real.labels is None and real.x.shape == (module.cfg.data.batch_size, 2)
 
 
 @pytest.mark.parametrize("cache", ["tensor", "dataloader"])

@@ -319,6 +319,10 @@ class _Recorder(Trick):
         self._note("d_targets", real_t, fake_t, c)
         return real_t + [self.name], fake_t + [self.name]
 
+    def d_objective(self, loss, real_logits, fake_logits, c):
+        self._note("d_objective", loss, real_logits, fake_logits, c)
+        return loss + [self.name]
+
     def d_penalty(self, gan, real, fake, c):
         self._note("d_penalty", gan, real, fake, c)
         return self.penalty
@@ -378,6 +382,7 @@ def test_the_hook_chain_passes_each_tricks_output_on_in_list_order_and_every_tri
     assert chain.d_input(["x"], c) == ["x", "first", "second"]
     assert chain.d_targets(["real_t"], ["fake_t"], c) == (["real_t", "first", "second"], ["fake_t", "first", "second"])
     assert chain.g_objective(["loss"], gan, "fake", c) == ["loss", "first", "second"]
+    assert chain.d_objective(["loss"], "real_logits", "fake_logits", c) == ["loss", "first", "second"]
     assert chain.eval_latent(["z"]) == ["z", "first", "second"]
     assert chain.eval_samples(["x"]) == ["x", "first", "second"]
     assert chain.d_penalty(gan, "real", "fake", c) == 0.5 and chain.g_penalty(gan, "fake", c) == 1.0
@@ -390,6 +395,7 @@ def test_the_hook_chain_passes_each_tricks_output_on_in_list_order_and_every_tri
         return [("prepare_data", ["data", *upstream], "labels"), ("d_fake_batch", ["fake", *upstream], c),
                 ("d_input", ["x", *upstream], c), ("d_targets", ["real_t", *upstream], ["fake_t", *upstream], c),
                 ("g_objective", ["loss", *upstream], gan, "fake", c),
+                ("d_objective", ["loss", *upstream], "real_logits", "fake_logits", c),
                 ("d_penalty", gan, "real", "fake", c), ("g_penalty", gan, "fake", c),
                 ("before_d_step", gan, c), ("after_d_step", gan, c), ("before_g_step", gan, c),
                 ("after_g_step", gan, c), ("after_iteration", gan, c),
