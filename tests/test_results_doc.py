@@ -137,6 +137,7 @@ def test_cells_that_read_the_mode_labels_ran_an_old_mechanism_or_never_acted_are
     # the old sweep's grid cell: the catalogue defaults, first swap after 500 of 500 iterations
     swap = OmegaConf.to_container(compose_config(["experiment=pacgan_grid_short", "trick=[checkpoint_swap]"]),
                                   resolve=True)
+    swap["metrics"]["reverse_kl"] = "nearest_mode"  # the old sweep's definition, as the other records here
     records += [dict(record("+checkpoint_swap", s, 8, 0.9), tricks=["checkpoint_swap"], config=swap) for s in range(3)]
     records += [dict(record("+ttur", s, 8, 0.9), tricks=["ttur"]) for s in range(6)]  # 3 seeds could call nothing
     out = table_of(records, tmp_path)
