@@ -65,7 +65,7 @@ def diff_line(name: str, source: str) -> str:
 
 
 def render(results: dict[str, dict[str, str]], equivalent: dict[str, str], diff_of, command: str,
-           wall_seconds: float, not_run_worst_seconds: float) -> str:
+           wall_seconds: float, not_run_worst_seconds: float, note: str = "") -> str:
     counts = {source: Counter(column(s) for s in statuses.values()) for source, statuses in results.items()}
     total = sum(counts.values(), Counter())
     run = sum(total[c] for c in COLUMNS if c != "not run")
@@ -80,6 +80,8 @@ def render(results: dict[str, dict[str, str]], equivalent: dict[str, str], diff_
            f"Wall time: {wall_seconds:.0f} s for {run} mutants run"
            + (f" ({wall_seconds / run:.1f} s per mutant, mutmut's collection of which tests call what included)."
               if run else "."), ""]
+    if note:
+        out += [note, ""]
     not_run = [s for s, c in counts.items() if c["not run"]]
     if not_run:
         per_mutant = wall_seconds / run if run else 0.0
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/mutation.md"))
     parser.add_argument("--command", required=True, help="the command that produced the results, for the page")
     parser.add_argument("--wall-seconds", type=float, required=True)
+    parser.add_argument("--note", default="", help="a paragraph for the page: what changed the results after the "
+                                                   "command (a re-run of some mutants with tests added since)")
     args = parser.parse_args()
     # mutmut works in ./mutants, and reads its diffs from there
     results = read_results(Path("mutants"))
@@ -124,7 +128,7 @@ def main() -> None:
         parser.exit(2, "no mutmut results under mutants/: run `mutmut run` first (make mutants)\n")
     not_run = [name for statuses in results.values() for name, s in statuses.items() if s == "not checked"]
     page = render(results, read_equivalent(args.equivalent), diff_line, args.command, args.wall_seconds,
-                  worst_case_seconds(Path("mutants/mutmut-stats.json"), not_run))
+                  worst_case_seconds(Path("mutants/mutmut-stats.json"), not_run), args.note)
     args.out.write_text(page)
 
 

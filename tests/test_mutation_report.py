@@ -55,6 +55,7 @@ def test_page_counts_each_file_lists_the_survivors_with_their_change_and_reads_t
     lines = page.splitlines()
 
     assert "Command: `mutmut run X`" in page
+    assert "re-ran" not in page  # a note only when one is given
     # file | mutants | killed | survived | timeout | other | not run
     assert "| `gan_ablate/penalties.py` | 4 | 1 | 2 | 1 | 0 | 0 |" in lines
     assert "| `gan_ablate/tricks/noise.py` | 3 | 1 | 0 | 0 | 1 | 1 |" in lines
@@ -76,6 +77,15 @@ def test_page_counts_each_file_lists_the_survivors_with_their_change_and_reads_t
     ]  # module.py's survivor is counted, not listed
     assert "not a survivor of this run (killed, not run, or renumbered since): " \
            "`gan_ablate.penalties.x_gradient_penalty__mutmut_1`." in page
+
+
+def test_a_note_says_what_changed_the_results_after_the_command(tmp_path):
+    fabricate_run(tmp_path)
+    note = "Then re-ran 2 survivors with tests added since."
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "mutation_report.py"), "--command", "mutmut run X",
+                    "--wall-seconds", "60", "--note", note], cwd=tmp_path, check=True)
+    lines = (tmp_path / "docs" / "mutation.md").read_text().splitlines()
+    assert lines[lines.index(note) - 2].startswith("Wall time: 60 s")
 
 
 def test_without_results_it_says_to_run_mutmut_first(tmp_path):
