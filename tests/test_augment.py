@@ -105,7 +105,9 @@ OPS = {  # op -> (the framework's function, its plain re-implementation)
     "translation_0.25": (lambda x: augment.rand_translation(x, 0.25), lambda x, d: translation(x, d, 0.25)),
     "cutout": (augment.rand_cutout, cutout),
     "cutout_0.3": (lambda x: augment.rand_cutout(x, 0.3), lambda x, d: cutout(x, d, 0.3)),
-    "cutout_7x10": (augment.rand_cutout, cutout),  # an even box side (4) and an odd one (5)
+    # an even box side (4) and an odd one (5) on a non-square image; 64 samples put boxes across every edge, so
+    # clipping a side at the other side's length shows
+    "cutout_7x10": (augment.rand_cutout, cutout),
 }
 
 
@@ -123,7 +125,7 @@ def test_each_diffaugment_op_is_the_references_formula_with_one_draw_per_sample_
     around the channel mean, contrast x U(0.5, 1.5) around the sample mean, a shift by a drawn integer with
     zero fill (1/8 of each side, rounded), a zeroed box of half of each side (rounded) centred at a drawn pixel."""
     fn, plain = OPS[op]
-    x = images(1, (N, C, 7, 10) if op == "cutout_7x10" else (N, C, H, W))
+    x = images(1, (64, C, 7, 10) if op == "cutout_7x10" else (N, C, H, W))
     weights = images(2, x.shape)
     torch.manual_seed(3)
     out, grad = value_and_input_gradient(fn, x, weights)

@@ -82,9 +82,15 @@ def start(sweep_dir: Path, stderr: Path, *torn: str) -> subprocess.Popen:
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=err)
 
 
+def mid_run(sweep_dir: Path) -> bool:
+    """A job has checkpointed and has at least two checkpoints to go: a kill now cuts it short. Between jobs (one
+    finished, the next not yet counting its attempt) a kill would cut nothing, and the attempts would not add up."""
+    return any(0 < last_iteration(sweep_dir / str(job)) <= ITERATIONS - 2 * EVERY for job in range(SEEDS))
+
+
 def kill_when(proc: subprocess.Popen, sweep_dir: Path, at_least: int, then_s: float) -> None:
     deadline = time.time() + TIMEOUT_S
-    while progress(sweep_dir) < at_least:
+    while progress(sweep_dir) < at_least or not mid_run(sweep_dir):
         assert proc.poll() is None, f"the sweep ended before {at_least} iterations"
         assert time.time() < deadline, f"no {at_least} iterations within {TIMEOUT_S} s"
         time.sleep(0.05)
