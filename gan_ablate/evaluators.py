@@ -69,7 +69,8 @@ def image_evaluator(settings: TrainConfig, dm, z: torch.Tensor):
         from gan_ablate.data.images import MnistDataModule
         from gan_ablate.metrics.stacked import StackedMnistEvaluator
 
-        mnist = MnistDataModule(dataclasses.replace(settings.data, name="mnist"), 1).prepare()
+        # the classifier learns the fixed MNIST set, however the run draws its stacked triples (data.points)
+        mnist = MnistDataModule(dataclasses.replace(settings.data, name="mnist", points="fixed"), 1).prepare()
         classifier, info = load_or_train(mnist.data, mnist.labels, Path(m.cache_dir).expanduser() / "extractors", "mnist")
         return StackedMnistEvaluator(z, classifier, info)
     if m.extractor == "inception":

@@ -179,8 +179,10 @@ def test_missing_inception_weights_stop_before_training(tmp_path):
     assert not (tmp_path / "result.json").exists()
 
 
-def test_stacked_mnist_run_records_modes_and_kl(tmp_path):
-    result = run_train_py("data=stacked_mnist", "trainer.max_steps=5", "data.n_points=1000", "data.batch_size=16",
+@pytest.mark.parametrize("points", ["fixed", "per_seed"])  # per_seed: the stacked_mnist_pacgan presets' draw
+def test_stacked_mnist_run_records_modes_and_kl(tmp_path, points):
+    result = run_train_py("data=stacked_mnist", f"data.points={points}", "trainer.max_steps=5", "data.n_points=1000",
+                          "data.batch_size=16",
                           "model.g_channels=8", "model.d_channels=8", "metrics.stacked_samples=500",
                           f"metrics.cache_dir={tmp_path / 'cache'}", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
