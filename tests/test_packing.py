@@ -48,6 +48,25 @@ def test_d_is_rebuilt_for_inputs_m_times_as_wide_and_judges_one_pack_per_output(
     assert packed.D(pack(torch.randn(m * 4, *packed.sample_shape), m)).shape == (4, 1)
 
 
+@pytest.mark.parametrize("data", [(), IMAGES], ids=["ring8", "digits"])
+def test_the_packed_d_is_initialised_from_the_runs_seed_not_the_global_random_stream(data):
+    """The packed D is built as build_nets builds any run's D: from `seed` (model.init applied to a generator seeded
+    with it), so a run's D does not depend on what drew from the global stream before, and the same seed gives the
+    same D."""
+    from gan_ablate.nets import build_nets
+
+    m = 2
+    modules = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        modules.append(make_module(*data, "trick=pac", f"trick.pac.m={m}", "seed=5"))
+    width, *rest = modules[0].sample_shape
+    _, expected = build_nets(modules[0].cfg.model, (m * width, *rest), seed=5)
+    for module in modules:
+        for got, want in zip(module.D.state_dict().values(), expected.state_dict().values()):
+            torch.testing.assert_close(got, want)
+
+
 def spied_iteration(module):
     """One training_step; what G drew from (latents) and made, the real batches drawn, and every input of D,
     each tagged with the update ("d" / "g") it belongs to."""

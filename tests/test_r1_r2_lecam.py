@@ -40,15 +40,21 @@ def test_zero_centred_penalty_is_the_mean_over_samples_of_the_squared_input_grad
     torch.testing.assert_close(zero_centred_gradient_penalty(cubic_sine_critic, x), closed_form(x))
 
 
-def stub_gan(critic):
-    return SimpleNamespace(discriminate=lambda x, ctx: critic(x))
+def stub_gan(critic, step_ctx):
+    """D as the training step takes it, through the tricks' d_input, which may read the step's context (instance
+    noise anneals by iteration): the penalty must hand that context on."""
+    def discriminate(x, ctx):
+        assert ctx is step_ctx, "the penalty took D's outputs without the step's context"
+        return critic(x)
+    return SimpleNamespace(discriminate=discriminate)
 
 
 @pytest.mark.parametrize("cls,at", [(R1, "real"), (R2, "fake")])
 def test_r1_is_taken_at_the_real_batch_and_r2_at_the_fake_batch_with_gamma_over_2(cls, at):
     real, fake = torch.randn(6, 2), 2.0 + torch.randn(6, 2)
     trick = cls(cls.Params(gamma=3.0, interval=1))
-    value = trick.d_penalty(stub_gan(cubic_sine_critic), RealBatch(real, None), fake, ctx())
+    step_ctx = ctx(7)
+    value = trick.d_penalty(stub_gan(cubic_sine_critic, step_ctx), RealBatch(real, None), fake, step_ctx)
     expected = {"real": closed_form(real), "fake": closed_form(fake)}
     torch.testing.assert_close(value, 1.5 * expected[at])
     other = "fake" if at == "real" else "real"
