@@ -1,9 +1,10 @@
 """DiffAugment and bCR (gan_ablate/tricks/augment.py) against plain re-implementations of their references'
 formulas written here, given the same random draws: an op with the wrong range, axis, fill or box, one draw for
-the whole batch, an op cut from the gradient, a chain not wired into D's inputs, or a consistency term on the
-wrong batch, weight or net fails here."""
+the whole batch, an op cut from the gradient, draws or a mask not in the images' dtype, a deprecated call that
+warns, a chain not wired into D's inputs, or a consistency term on the wrong batch, weight or net fails here."""
 import math
 import re
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -33,17 +34,17 @@ def rounded(side, ratio):
 # -- plain re-implementations of DiffAugment_pytorch.py's formulas, from the draws they are given ---------
 
 def brightness(x, draws):
-    u = draws.rand(len(x))
+    u = draws.rand(len(x), x.dtype)
     return torch.stack([s + (u[n] - 0.5) for n, s in enumerate(x)])
 
 
 def saturation(x, draws):
-    u = draws.rand(len(x))
+    u = draws.rand(len(x), x.dtype)
     return torch.stack([(s - s.mean(0)) * (2 * u[n]) + s.mean(0) for n, s in enumerate(x)])
 
 
 def contrast(x, draws):
-    u = draws.rand(len(x))
+    u = draws.rand(len(x), x.dtype)
     return torch.stack([(s - s.mean()) * (u[n] + 0.5) + s.mean() for n, s in enumerate(x)])
 
 
@@ -88,12 +89,13 @@ def cutout(x, draws, ratio=0.5):
 
 
 class Draws:
-    """The global stream from `seed`, as the trick draws from it."""
+    """The global stream from `seed`, as the trick draws from it; DiffAugment_pytorch.py draws its colour factors in
+    the images' dtype (a float64 draw takes 53 random bits, a float32 one 24: other values)."""
 
     def __init__(self, seed):
         torch.manual_seed(seed)
 
-    rand = staticmethod(lambda n: torch.rand(n))
+    rand = staticmethod(lambda n, dtype=torch.float32: torch.rand(n, dtype=dtype))
     randint = staticmethod(lambda low, high, size: torch.randint(low, high, size))
 
 
@@ -105,10 +107,12 @@ OPS = {  # op -> (the framework's function, its plain re-implementation)
     "translation_0.25": (lambda x: augment.rand_translation(x, 0.25), lambda x, d: translation(x, d, 0.25)),
     "cutout": (augment.rand_cutout, cutout),
     "cutout_0.3": (lambda x: augment.rand_cutout(x, 0.3), lambda x, d: cutout(x, d, 0.3)),
-    # an even box side (4) and an odd one (5) on a non-square image; 64 samples put boxes across every edge, so
-    # clipping a side at the other side's length shows
+    # an even box side (4) and an odd one (5) on a non-square image, each way round (the centre's range depends on
+    # each side's parity); 64 samples put boxes across every edge, so clipping a side at the other side's length shows
     "cutout_7x10": (augment.rand_cutout, cutout),
+    "cutout_10x7": (augment.rand_cutout, cutout),
 }
+SHAPES = {"cutout_7x10": (64, C, 7, 10), "cutout_10x7": (64, C, 10, 7)}  # the others: (N, C, H, W)
 
 
 def value_and_input_gradient(fn, x, weights):
@@ -118,15 +122,17 @@ def value_and_input_gradient(fn, x, weights):
     return y.detach(), grad
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("op", OPS)
-def test_each_diffaugment_op_is_the_references_formula_with_one_draw_per_sample_and_passes_gradients(op):
+def test_each_diffaugment_op_is_the_references_formula_with_one_draw_per_sample_and_passes_gradients(op, dtype):
     """Same seed, same draws: the op's output and its gradient w.r.t. its input (what G is trained through)
     equal those of the formula in DiffAugment_pytorch.py: brightness + U(-0.5, 0.5), saturation x U(0, 2)
     around the channel mean, contrast x U(0.5, 1.5) around the sample mean, a shift by a drawn integer with
-    zero fill (1/8 of each side, rounded), a zeroed box of half of each side (rounded) centred at a drawn pixel."""
+    zero fill (1/8 of each side, rounded), a zeroed box of half of each side (rounded) centred at a drawn pixel;
+    on float64 images the colour factors are float64 draws, as the reference's dtype=x.dtype makes them."""
     fn, plain = OPS[op]
-    x = images(1, (64, C, 7, 10) if op == "cutout_7x10" else (N, C, H, W))
-    weights = images(2, x.shape)
+    x = images(1, SHAPES.get(op, (N, C, H, W))).to(dtype)
+    weights = images(2, x.shape).to(dtype)
     torch.manual_seed(3)
     out, grad = value_and_input_gradient(fn, x, weights)
     expected, expected_grad = value_and_input_gradient(lambda v: plain(v, Draws(3)), x, weights)
@@ -134,6 +140,30 @@ def test_each_diffaugment_op_is_the_references_formula_with_one_draw_per_sample_
     torch.testing.assert_close(grad, expected_grad)
     assert grad.abs().sum() > 0
     assert not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_every_op_keeps_the_images_dtype(dtype):
+    """bfloat16 or float64 images in, the same dtype out: the reference draws its factors and builds cutout's mask
+    in x.dtype; a float32 factor or mask would turn bfloat16 images into float32 ones behind D's back."""
+    x = images(4, (N, C, H, W)).to(dtype)
+    for fn, _ in OPS.values():
+        assert fn(x).dtype == dtype
+
+
+def test_no_op_warns():
+    """Every op, and bCR's T, runs without a warning, also those torch gives once per process (warn_always): a
+    torch.meshgrid without `indexing` warns that the argument will be required in an upcoming release."""
+    previous = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for fn, _ in OPS.values():
+                fn(images(4))
+            augment.flip_and_translate(images(4), flip=True, translation=0.25)
+    finally:
+        torch.set_warn_always(previous)
 
 
 def test_every_op_draws_for_each_sample_of_the_batch():
@@ -274,6 +304,19 @@ def test_consistency_is_the_closed_form_on_a_non_linear_d_and_trains_both_of_ds_
     for g, e in zip(grads, torch.autograd.grad(expected, params)):
         torch.testing.assert_close(g, e)
     assert min(gap_real.item(), gap_fake.item()) > 1e-6 and abs(gap_real.item() - gap_fake.item()) > 1e-6
+
+
+def test_t_flips_exactly_where_the_draw_is_below_one_half():
+    """cr.py's random_flip flips where u < 1/2, u ~ U[0, 1): exactly half of torch.rand's 2^24 float32 values flip.
+    Seed 619920's fifth draw is 0.5 itself: that sample is left as it was, the others flip where u < 1/2."""
+    torch.manual_seed(619920)
+    u = torch.rand(8)
+    assert u[4] == 0.5 and 0 < (u < 0.5).sum() < 7  # else torch's stream changed: find another seed
+    x = images(1, (8, C, H, W))
+    torch.manual_seed(619920)
+    out = augment.flip_and_translate(x, flip=True, translation=0.0)
+    torch.testing.assert_close(out, flip_and_translate(x, Draws(619920), True, 0.0))
+    assert torch.equal(out[4], x[4])
 
 
 def test_consistency_is_zero_for_a_d_invariant_to_t_and_positive_otherwise():
