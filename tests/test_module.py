@@ -396,6 +396,27 @@ def test_each_rank_seeds_its_step_from_its_own_stream(monkeypatch):
     assert seeds == [(step_seed(3, 0, stream=1), "cpu"), (step_seed(3, 1, stream=1), "cpu")]
 
 
+def test_discriminate_feeds_d_through_the_tricks_d_input_with_the_callers_step_context():
+    """The tricks' penalties score points through module.discriminate: D's input as the updates feed it, at the
+    step the penalty is taken (instance noise reads its iteration there)."""
+    from gan_ablate.tricks.base import StepContext
+
+    module = make_module()
+    seen, ctx = [], StepContext(iteration=7, max_steps=10)
+    module.hooks.d_input = lambda x, c: seen.append(c) or 2 * x
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(module.discriminate(x, ctx), module.D(2 * x))
+    assert seen == [ctx]
+
+
+def test_a_checkpoint_saved_before_the_data_is_attached_has_no_real_batch_state():
+    module = make_module()
+    module.draw_real = None  # as between construction and on_fit_start
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["gan_ablate"]["real_batches"] == {}
+
+
 def test_an_old_checkpoint_loads_as_iteration_0():
     blank = make_module()
     blank.iteration = 5
@@ -583,10 +604,11 @@ def test_a_simultaneous_update_scores_the_same_real_batch_in_gs_loss_when_the_lo
     """RaGAN's G loss compares fakes with reals: under simultaneous updates, with D's real batch."""
     module = make_module("optim.update=simultaneous", "loss=relativistic")
     draws, seen = record_draws(module), []
-    module.hooks.d_input = lambda x, ctx: seen.append(x) or x
+    module.hooks.d_input = lambda x, ctx: seen.append((x, ctx)) or x
     run_steps(module, 1)
     assert [type(d).__name__ for d in draws] == ["RealBatch", "Tensor"]
-    assert len(seen) == 4 and seen[0] is seen[3] is draws[0].x  # D's loss: real, fake; G's loss: fake, real
+    assert len(seen) == 4 and seen[0][0] is seen[3][0] is draws[0].x  # D's loss: real, fake; G's loss: fake, real
+    assert all(ctx is not None and ctx.iteration == 0 for _, ctx in seen)  # both losses hand D's input the step's
 
 
 def test_alternating_updates_stay_the_default_and_draw_a_z_per_net():
@@ -658,6 +680,24 @@ def test_update_and_optimiser_and_batch_norm_options_refuse_bad_values_naming_th
     with pytest.raises(ConfigError) as refused:
         make_module(*override.split())
     assert str(refused.value) == message
+
+
+def test_blocks_adam_decays_weights_as_torchs_adam_does_and_returns_the_closures_loss():
+    """weight_decay is torch Adam's (L2 added to the gradient): a step with decay wd on gradient g is the step
+    without decay on g + wd * p; step(closure) evaluates the closure and returns its loss, as torch's optimisers do."""
+    from gan_ablate.module import BlocksAdam
+
+    decayed, plain = (nn.Parameter(torch.tensor([1.0, -2.0])) for _ in range(2))
+    opt_decayed = BlocksAdam([decayed], lr=0.1, betas=(0.8, 0.9), weight_decay=0.3, eps=0.5)
+    opt_plain = BlocksAdam([plain], lr=0.1, betas=(0.8, 0.9), weight_decay=0.0, eps=0.5)
+    for g in (torch.tensor([0.3, -2.0]), torch.tensor([-0.1, 1.0])):
+        decayed.grad, plain.grad = g.clone(), g + 0.3 * plain.detach()
+        opt_decayed.step()
+        opt_plain.step()
+        torch.testing.assert_close(decayed.detach(), plain.detach())
+    assert not torch.allclose(decayed.detach(), torch.tensor([1.0, -2.0]))
+    evaluated = []
+    assert opt_plain.step(lambda: evaluated.append(1) or torch.tensor(3.5)) == torch.tensor(3.5) and evaluated == [1]
 
 
 def test_blocks_adam_steps_with_eps_before_the_bias_correction_and_resumes_its_step_count():

@@ -98,6 +98,17 @@ def test_the_default_draws_with_replacement_and_epochs_is_what_the_module_uses()
     assert isinstance(make_module("data.batches=epochs").draw_real, EpochBatches)
 
 
+def test_a_checkpoint_without_real_batch_state_resumes_the_epoch_stream_from_its_start():
+    """A checkpoint written before the stream kept state (no "real_batches") resumes it from nothing, not None."""
+    first = make_module("data.batches=epochs", "data.n_points=200", "data.batch_size=32")
+    resumed = make_module("data.batches=epochs", "data.n_points=200", "data.batch_size=32")
+    resumed.on_load_checkpoint({"gan_ablate": {"iteration": 3, "tricks": {}}})
+    resumed._trainer = SimpleNamespace(datamodule=SimpleNamespace(data=first.real_data, labels=first.real_labels),
+                                       loggers=[], global_rank=0, should_stop=False)
+    resumed.on_fit_start()
+    assert resumed.draw_real.drawn == 0 and torch.equal(resumed.real_batch().x, first.real_batch().x)
+
+
 def test_a_resumed_run_draws_the_batches_an_uninterrupted_one_does_with_their_labels():
     """Through training_step (2 D updates per iteration: the stream's position is not the iteration), a module
     saved after 3 iterations and restored as Lightning does (on_load_checkpoint, then on_fit_start attaches the
