@@ -1,0 +1,365 @@
+#!/usr/bin/env python
+"""`make results`: the sweeps behind docs/results.md, in order, then the page (scripts/results_table.py).
+
+    make results                                          # every stage (about 2 h on 2 cores), then the page
+    python scripts/make_results.py --dir multirun/results # the same; run it again after a stop: it goes on
+    python scripts/make_results.py --dir D --stages screen,add_one   # some stages only
+
+Baseline + every trick x 2 data sets x 5 seeds does not fit 2 hours on 2 CPU cores (about 260 runs), so the
+trick table is screened first (issue 11's screening design), and the seeds that choose a stack are not the
+seeds that report it:
+
+  screen      per 2-D data set, a Plackett-Burman screening design over the tricks that can run there (1 seed)
+  add_one     per 2-D data set, the baseline, each trick the screen keeps, the two costly tricks it does not
+              screen, and the tricks that read the mode labels (set apart on the page), added alone, seeds 0-4
+  pacgan      per 2-D data set, PacGAN2 and PacGAN4 (trick=[pac], m 2 and 4), seeds 0-4; the GAN row is add_one's
+              baseline (same preset, same seeds)
+  stacked     stacked MNIST (short): baseline, pac, r1, r2 and lecam, seeds 0-4
+  best_stack  per 2-D data set, the stack chosen on add_one's seeds 0-4, the baseline and pac m=4, seeds 5-9
+  curve       the baseline on ring8 to 25,000 iterations, 1 seed: where the short budget sits (beside the others)
+
+Every stage is one or more `python train.py -m ...` commands, written to <dir>/plan.json with what the screen
+kept, the stack chosen and each stage's wall time; the page prints them. A finished run is not trained again:
+re-running a stage in its folder only trains what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = {"ring8": "pacgan_ring_short", "grid25": "pacgan_grid_short"}
+N_MODES = {"ring8": 8, "grid25": 25}
+STACKED = "stacked_mnist_pacgan_short"
+STAGES = ("screen", "add_one", "pacgan", "stacked", "best_stack", "curve")
+CHOOSING_SEEDS = range(0, 5)   # add_one and pacgan; the stack is chosen on these
+REPORTING_SEEDS = range(5, 10)  # best_stack: the chosen stack is reported on these, unseen by the choice
+KEEP_AT_MOST = 4                # tricks the screen passes on per data set: the add-one table's budget
+PAC_M = (2, 4)
+CURVE_ITERATIONS, CURVE_EVERY = 25_000, 1_000
+# stacked MNIST (short) runs 500 iterations: lecam's reference start (1,000) would never act; the page says so
+LECAM_START_SHORT = 100
+STACKED_CELLS = ([], ["pac"], ["r1"], ["r2"])
+LAUNCH = ["logger=csv", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+# --smoke: every stage's plumbing in minutes (a few iterations, 2 + 2 seeds): for trying the pipeline, never the page
+SMOKE = ["trainer.max_steps=120", "metrics.every=60", "checkpoint.every=60", "metrics.n_samples=500",
+         "metrics.stacked_samples=1000"]
+EXTRA: list[str] = []  # appended to every command (--smoke)
+
+# tricks that read the class labels, which are the mode labels the 2-D metrics count: run, but set apart
+LABEL_READING = ("acgan", "conditional")
+# no screening cell can hold two tricks that conflict (each turns on about half of them): of each such pair the
+# screen keeps the first, and the second is left out of the 2-D tables
+SCREEN_KEEPS_OVER = {"g_history": "experience_replay", "one_sided_label_smoothing": "label_smoothing"}
+# each costs 2-3x a baseline run (300 iterations of pacgan_ring_short beside each other trick alone: capacity 83 s,
+# minibatch_discrimination 75 s, the others 22-36 s); in a screening cell they are on together with half the others,
+# which made a cell up to 20x slower: they skip the screen and go to the add-one table directly
+COSTLY = ("capacity", "minibatch_discrimination")
+
+
+def not_2d() -> dict[str, str]:
+    """Tricks of the catalogue the 2-D tables never run, with why (the page's `left out` lines)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from results_table import LEFT_OUT
+
+    return dict(LEFT_OUT)
+
+
+def catalogue() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "gan_ablate" / "conf" / "trick").glob("*.yaml"))
+
+
+def refusal(overrides: list[str]) -> str | None:
+    """The one-line reason train.py would refuse these overrides before training, or None."""
+    from gan_ablate.cli import compose_config
+    from gan_ablate.config import ConfigError
+    from gan_ablate.validation import check_config
+
+    try:
+        check_config(compose_config(overrides + EXTRA))
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def screen_candidates(data: str) -> tuple[list[str], dict[str, str]]:
+    """The tricks the screen on `data` runs, and every other trick of the catalogue with why it is not screened."""
+    out_of_2d = not_2d()
+    screened, why_not = [], {}
+    for trick in catalogue():
+        if trick in out_of_2d:
+            why_not[trick] = out_of_2d[trick]
+        elif trick in LABEL_READING:
+            why_not[trick] = ("it reads the class labels, which are the modes the metrics count: it runs in the "
+                              "add-one table, set apart, not in the screen")
+        elif trick in COSTLY:
+            why_not[trick] = ("it costs 2-3x a baseline run, more beside half the other tricks: it skips the screen "
+                              "and runs in the add-one table directly")
+        elif trick in SCREEN_KEEPS_OVER:
+            other = SCREEN_KEEPS_OVER[trick]
+            why_not[trick] = (f"it conflicts with `{other}`, which the screen runs, and a screening cell turns on "
+                              "about half the tricks at once")
+        elif (reason := refusal([f"experiment={PRESETS[data]}", f"trick=[{trick}]"])) is not None:
+            why_not[trick] = f"refused on this preset: {reason}"
+        else:
+            screened.append(trick)
+    return screened, why_not
+
+
+def primary(record, metric: str) -> float | None:
+    value = record.metrics.get(record.primary or "raw", {}).get(metric)
+    return None if value is None or math.isnan(float(value)) else float(value)
+
+
+def cell_samples(records, metric: str) -> dict[str, list[float]]:
+    """Per cell, `metric` of each run on its primary G; a run that diverged, failed or has no value counts as the
+    worst value any run reached (as the page's tables count it)."""
+    from gan_ablate.record import METRIC_DIRECTIONS
+
+    values = [v for r in records if r.status == "ok" and (v := primary(r, metric)) is not None]
+    direction = METRIC_DIRECTIONS[metric]
+    worst = (min(values) if direction > 0 else max(values)) if values else 0.0
+    samples: dict[str, list[float]] = {}
+    for r in sorted(records, key=lambda r: (r.job_num or 0, r.seed or 0)):
+        if r.status == "skipped":
+            continue
+        v = primary(r, metric) if r.status == "ok" else None
+        samples.setdefault(r.cell_name, []).append(worst if v is None else v)
+    return samples
+
+
+def screen_effects(records) -> dict[str, float]:
+    """Each screened trick's main effect on the modes covered (mean with it on minus mean with it off, over the
+    Plackett-Burman cells; least squares through gan_ablate.sweep.effects, as the report fits it)."""
+    from gan_ablate.sweep.aggregate import group_cells
+    from gan_ablate.sweep.effects import fit_effects
+
+    cells = group_cells([r for r in records if r.status != "skipped"])
+    samples = cell_samples(records, "modes")
+    fit = fit_effects(list(cells.values()), {name: samples.get(c.label, []) for name, c in cells.items()}, "holm")
+    if fit is None or fit.not_fitted:
+        return {}
+    return {t.name: t.effect for t in fit.terms if not t.is_interaction}
+
+
+def kept_by_screen(effects: dict[str, float], at_most: int = KEEP_AT_MOST) -> list[str]:
+    """The tricks whose screened main effect on modes is positive, largest first (equal effects, which least squares
+    leaves apart by rounding error only, in name order), at most `at_most`."""
+    rounded = {t: round(e, 9) for t, e in effects.items()}
+    better = sorted((t for t, e in rounded.items() if e > 0), key=lambda t: (-rounded[t], t))
+    return better[:at_most]
+
+
+def add_one_tricks(kept: list[str]) -> list[str]:
+    """The add-one table's tricks: what the screen kept, the costly tricks it did not screen, the label readers."""
+    return kept + [t for t in COSTLY if t not in kept] + list(LABEL_READING)
+
+
+def choose_stack(records, data: str) -> tuple[list[str], dict[str, float]]:
+    """The stack for best_stack, chosen on add_one's runs (seeds 0-4 only): every trick, not set apart, whose mean
+    modes beats the baseline's, in order of its gain (ties: HQ), each added while the stack still runs on the
+    preset (no conflict, nothing refused). Also each trick's gain, for the page."""
+    from gan_ablate.record import BASELINE
+    from gan_ablate.sweep.aggregate import set_apart_reason
+
+    chosen_on = [r for r in records if r.seed in CHOOSING_SEEDS]
+    modes, hq = cell_samples(chosen_on, "modes"), cell_samples(chosen_on, "hq")
+    by_cell: dict[str, list] = {}
+    for r in chosen_on:
+        by_cell.setdefault(r.cell_name, []).append(r)
+    if BASELINE not in modes:
+        return [], {}
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    gains = {}
+    for cell, runs in by_cell.items():
+        if cell == BASELINE or cell not in modes or set_apart_reason(runs):
+            continue
+        gains[runs[0].tricks[0]] = (mean(modes[cell]) - mean(modes[BASELINE]), mean(hq[cell]) - mean(hq[BASELINE]))
+    stack: list[str] = []
+    for trick in sorted((t for t, g in gains.items() if g[0] > 0), key=lambda t: (-gains[t][0], -gains[t][1])):
+        if refusal([f"experiment={PRESETS[data]}", f"trick=[{','.join(stack + [trick])}]"]) is None:
+            stack.append(trick)
+    return stack, {t: g[0] for t, g in gains.items()}
+
+
+def seeds(values: range) -> str:
+    return "seed=" + ",".join(map(str, values))
+
+
+def tricks_arg(tricks: list[str]) -> str:
+    return f"[{','.join(tricks)}]"
+
+
+def screen_command(data: str, tricks: list[str], out: Path) -> list[str]:
+    return ["-m", "hydra/sweeper=ablation", f"experiment={PRESETS[data]}", f"ablation.tricks={tricks_arg(tricks)}",
+            "ablation.design=screening", "ablation.seeds=1", *LAUNCH, *EXTRA, f"hydra.sweep.dir={out}"]
+
+
+def add_one_command(data: str, tricks: list[str], out: Path) -> list[str]:
+    return ["-m", "hydra/sweeper=ablation", f"experiment={PRESETS[data]}", f"ablation.tricks={tricks_arg(tricks)}",
+            "ablation.design=add_one", f"ablation.seeds={len(CHOOSING_SEEDS)}", *LAUNCH, *EXTRA,
+            f"hydra.sweep.dir={out}"]
+
+
+def pacgan_command(data: str, out: Path) -> list[str]:
+    return ["-m", f"experiment={PRESETS[data]}", "trick=[pac]", "trick.pac.m=" + ",".join(map(str, PAC_M)),
+            seeds(CHOOSING_SEEDS), *LAUNCH, *EXTRA, f"hydra.sweep.dir={out}"]
+
+
+def stacked_commands(out: Path) -> list[list[str]]:
+    cells = ",".join(tricks_arg(c) for c in STACKED_CELLS)
+    return [["-m", f"experiment={STACKED}", f"trick={cells}", seeds(CHOOSING_SEEDS), *LAUNCH, *EXTRA,
+             f"hydra.sweep.dir={out / 'main'}"],
+            ["-m", f"experiment={STACKED}", "trick=[lecam]", f"trick.lecam.start={LECAM_START_SHORT}",
+             seeds(CHOOSING_SEEDS), *LAUNCH, *EXTRA, f"hydra.sweep.dir={out / 'lecam'}"]]
+
+
+def best_stack_commands(data: str, stack: list[str], out: Path) -> list[list[str]]:
+    cells = ",".join(dict.fromkeys([tricks_arg(stack), "[]"]))  # the stack and the baseline (one cell if empty)
+    return [["-m", f"experiment={PRESETS[data]}", f"trick={cells}", seeds(REPORTING_SEEDS), *LAUNCH, *EXTRA,
+             f"hydra.sweep.dir={out / 'stack'}"],
+            ["-m", f"experiment={PRESETS[data]}", "trick=[pac]", "trick.pac.m=4", seeds(REPORTING_SEEDS), *LAUNCH,
+             *EXTRA, f"hydra.sweep.dir={out / 'pac4'}"]]
+
+
+def curve_command(out: Path) -> list[str]:
+    return [f"experiment={PRESETS['ring8']}", f"trainer.max_steps={CURVE_ITERATIONS}",
+            f"metrics.every={CURVE_EVERY}", f"checkpoint.every={CURVE_EVERY * 5}", "seed=0", "logger=csv",
+            "trainer.enable_progress_bar=false", *EXTRA, f"hydra.run.dir={out}"]
+
+
+def shown(args: list[str], results_dir: Path) -> str:
+    """A command as the page prints it: from the repository root, the results folder as `make results` names it."""
+    text = " ".join(shlex.quote(a) if "[" not in a else a for a in ["python", "train.py", *args])
+    return text.replace(str(results_dir), "$RESULTS_DIR")
+
+
+class Plan:
+    """<dir>/plan.json: the commands run so far, what the screen kept, the stacks chosen, the stages' wall times."""
+
+    def __init__(self, results_dir: Path):
+        self.dir = results_dir
+        self.path = results_dir / "plan.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"stages": {}}
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+    def stage(self, name: str) -> dict:
+        return self.data["stages"].setdefault(name, {"commands": [], "wall_seconds": 0.0})
+
+
+def train_py(args: list[str], background: bool = False):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(ROOT / "train.py"), *args]
+    if background:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    # a sweep with failed cells exits 1 after every job ran: its records say which, and the page counts them
+    result = subprocess.run(command, cwd=ROOT, env=env)
+    if result.returncode not in (0, 1):
+        sys.exit(f"make_results: `{shlex.join(args)}` exited {result.returncode}")
+    return result
+
+
+def run_stage(plan: Plan, name: str, commands: list[list[str]], **extra) -> None:
+    stage = plan.stage(name)
+    stage.update(extra)
+    stage["commands"] = [shown(c, plan.dir) for c in commands]
+    plan.save()
+    start = time.time()
+    for command in commands:
+        print(f"make_results [{name}] {shown(command, plan.dir)}", flush=True)
+        train_py(command)
+    stage["wall_seconds"] = round(time.time() - start, 1)
+    plan.save()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=ROOT / "multirun" / "results", help="where the sweeps go")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of: {', '.join(STAGES)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md", help="the page to write")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"try the pipeline in minutes: {' '.join(SMOKE)}, seeds 0-1 choose and 2-3 report "
+                             "(needs --out elsewhere than docs/results.md)")
+    args = parser.parse_args()
+    global CHOOSING_SEEDS, REPORTING_SEEDS
+    if args.smoke:
+        if args.out.resolve() == (ROOT / "docs" / "results.md").resolve():
+            sys.exit("make_results: --smoke numbers never go on docs/results.md: give --out another path")
+        EXTRA[:] = SMOKE
+        CHOOSING_SEEDS, REPORTING_SEEDS = range(0, 2), range(2, 4)
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        sys.exit(f"make_results: --stages: {', '.join(unknown)} is not a stage; allowed: {', '.join(STAGES)}")
+    from gan_ablate.record import load_records
+
+    results_dir = args.dir.resolve()
+    plan = Plan(results_dir)
+    started = time.time()
+    curve = None
+    if "curve" in stages:  # one process beside the two-job sweeps: the cores stay busy while a stage ends
+        out = results_dir / "curve"
+        plan.stage("curve")["commands"] = [shown(curve_command(out), results_dir)]
+        plan.save()
+        print(f"make_results [curve, in the background] {shown(curve_command(out), results_dir)}", flush=True)
+        curve = (train_py(curve_command(out), background=True), time.time())
+
+    for data in PRESETS:
+        if "screen" in stages:
+            tricks, why_not = screen_candidates(data)
+            run_stage(plan, f"screen/{data}", [screen_command(data, tricks, results_dir / "screen" / data)],
+                      screened=tricks, not_screened=why_not)
+            effects = screen_effects(load_records(results_dir / "screen" / data))
+            stage = plan.stage(f"screen/{data}")
+            stage.update(effects=effects, kept=kept_by_screen(effects))
+            plan.save()
+        if "add_one" in stages:
+            kept = plan.stage(f"screen/{data}").get("kept")
+            if kept is None:
+                sys.exit(f"make_results: add_one on {data} needs the screen's choice: run the screen stage first")
+            tricks = add_one_tricks(kept)
+            run_stage(plan, f"add_one/{data}", [add_one_command(data, tricks, results_dir / "add_one" / data)],
+                      tricks=tricks)
+        if "pacgan" in stages:
+            run_stage(plan, f"pacgan/{data}", [pacgan_command(data, results_dir / "pacgan" / data)])
+    if "stacked" in stages:
+        run_stage(plan, "stacked", stacked_commands(results_dir / "stacked"))
+    if "best_stack" in stages:
+        for data in PRESETS:
+            folder = results_dir / "add_one" / data
+            if not folder.is_dir():
+                sys.exit(f"make_results: best_stack on {data} is chosen on add_one's runs: run add_one first")
+            stack, gains = choose_stack(load_records(folder), data)
+            run_stage(plan, f"best_stack/{data}", best_stack_commands(data, stack, results_dir / "best_stack" / data),
+                      stack=stack, gains_on_choosing_seeds=gains, choosing_seeds=list(CHOOSING_SEEDS),
+                      reporting_seeds=list(REPORTING_SEEDS))
+    if curve is not None:
+        proc, curve_start = curve
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"make_results: the learning-curve run exited {proc.returncode}: {err[-2000:]}")
+        plan.stage("curve")["wall_seconds"] = round(time.time() - curve_start, 1)
+    plan.data["wall_seconds"] = round(plan.data.get("wall_seconds", 0.0) + time.time() - started, 1)
+    plan.save()
+    print(f"make_results: {', '.join(stages)} in {time.time() - started:.0f} s; plan in {plan.path}", flush=True)
+    page = [sys.executable, str(ROOT / "scripts" / "results_table.py"), str(results_dir), "--out", str(args.out)]
+    subprocess.run(page + (["--no-archive"] if args.smoke else []), cwd=ROOT, check=True)
+
+
+if __name__ == "__main__":
+    main()
