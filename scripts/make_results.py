@@ -353,7 +353,9 @@ def main() -> None:
         _, err = proc.communicate()
         if proc.returncode != 0:
             sys.exit(f"make_results: the learning-curve run exited {proc.returncode}: {err[-2000:]}")
-        plan.stage("curve")["wall_seconds"] = round(time.time() - curve_start, 1)
+        # its own time (its record's), not the time until the sweeps beside it ended
+        plan.stage("curve")["wall_seconds"] = max((r.wall_time_s or 0.0 for r in load_records(results_dir / "curve")),
+                                                  default=round(time.time() - curve_start, 1))
     plan.data["wall_seconds"] = round(plan.data.get("wall_seconds", 0.0) + time.time() - started, 1)
     plan.save()
     print(f"make_results: {', '.join(stages)} in {time.time() - started:.0f} s; plan in {plan.path}", flush=True)
