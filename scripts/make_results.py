@@ -43,12 +43,17 @@ STACKED = "stacked_mnist_pacgan_short"
 STAGES = ("screen", "add_one", "pacgan", "stacked", "best_stack", "curve")
 CHOOSING_SEEDS = range(0, 5)   # add_one and pacgan; the stack is chosen on these
 REPORTING_SEEDS = range(5, 10)  # best_stack: the chosen stack is reported on these, unseen by the choice
+# the reference cells (add-one's and stacked MNIST's baseline) get 5 more seeds: at 5 + 5 the smallest permutation p
+# is 2/252, which a Holm adjustment over a table's comparisons lifts past 0.05; at 5 + 10 it is 2/3003
+EXTRA_BASELINE_SEEDS = range(10, 15)
 KEEP_AT_MOST = 4                # tricks the screen passes on per data set: the add-one table's budget
 PAC_M = (2, 4)
 CURVE_ITERATIONS, CURVE_EVERY = 25_000, 1_000
 # stacked MNIST (short) runs 500 iterations: lecam's reference start (1,000) would never act; the page says so
 LECAM_START_SHORT = 100
-STACKED_CELLS = ([], ["pac"], ["r1"], ["r2"])
+STACKED_CELLS = ([], ["pac"], ["r1"], ["r2"], ["diffaugment"], ["consistency"])
+# evaluation changes no training (tests/test_end_to_end.py); the table reads the last one only: 26,000 samples once
+STACKED_EVAL = ["metrics.every=500"]
 LAUNCH = ["logger=csv", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 # --smoke: every stage's plumbing in minutes (a few iterations, 2 + 2 seeds): for trying the pipeline, never the page
 SMOKE = ["trainer.max_steps=120", "metrics.every=60", "checkpoint.every=60", "metrics.n_samples=500",
@@ -165,13 +170,13 @@ def add_one_tricks(kept: list[str]) -> list[str]:
 
 
 def choose_stack(records, data: str) -> tuple[list[str], dict[str, float]]:
-    """The stack for best_stack, chosen on add_one's runs (seeds 0-4 only): every trick, not set apart, whose mean
+    """The stack for best_stack, chosen on add_one's runs (never seeds 5-9): every trick, not set apart, whose mean
     modes beats the baseline's, in order of its gain (ties: HQ), each added while the stack still runs on the
     preset (no conflict, nothing refused). Also each trick's gain, for the page."""
     from gan_ablate.record import BASELINE
     from gan_ablate.sweep.aggregate import set_apart_reason
 
-    chosen_on = [r for r in records if r.seed in CHOOSING_SEEDS]
+    chosen_on = [r for r in records if r.seed not in REPORTING_SEEDS]
     modes, hq = cell_samples(chosen_on, "modes"), cell_samples(chosen_on, "hq")
     by_cell: dict[str, list] = {}
     for r in chosen_on:
@@ -204,10 +209,12 @@ def screen_command(data: str, tricks: list[str], out: Path) -> list[str]:
             "ablation.design=screening", "ablation.seeds=1", *LAUNCH, *EXTRA, f"hydra.sweep.dir={out}"]
 
 
-def add_one_command(data: str, tricks: list[str], out: Path) -> list[str]:
-    return ["-m", "hydra/sweeper=ablation", f"experiment={PRESETS[data]}", f"ablation.tricks={tricks_arg(tricks)}",
-            "ablation.design=add_one", f"ablation.seeds={len(CHOOSING_SEEDS)}", *LAUNCH, *EXTRA,
-            f"hydra.sweep.dir={out}"]
+def add_one_commands(data: str, tricks: list[str], out: Path) -> list[list[str]]:
+    return [["-m", "hydra/sweeper=ablation", f"experiment={PRESETS[data]}", f"ablation.tricks={tricks_arg(tricks)}",
+             "ablation.design=add_one", f"ablation.seeds={len(CHOOSING_SEEDS)}", *LAUNCH, *EXTRA,
+             f"hydra.sweep.dir={out / 'cells'}"],
+            ["-m", f"experiment={PRESETS[data]}", "trick=[]", seeds(EXTRA_BASELINE_SEEDS), *LAUNCH, *EXTRA,
+             f"hydra.sweep.dir={out / 'baseline_more_seeds'}"]]
 
 
 def pacgan_command(data: str, out: Path) -> list[str]:
@@ -217,10 +224,12 @@ def pacgan_command(data: str, out: Path) -> list[str]:
 
 def stacked_commands(out: Path) -> list[list[str]]:
     cells = ",".join(tricks_arg(c) for c in STACKED_CELLS)
-    return [["-m", f"experiment={STACKED}", f"trick={cells}", seeds(CHOOSING_SEEDS), *LAUNCH, *EXTRA,
+    return [["-m", f"experiment={STACKED}", f"trick={cells}", seeds(CHOOSING_SEEDS), *STACKED_EVAL, *LAUNCH, *EXTRA,
              f"hydra.sweep.dir={out / 'main'}"],
             ["-m", f"experiment={STACKED}", "trick=[lecam]", f"trick.lecam.start={LECAM_START_SHORT}",
-             seeds(CHOOSING_SEEDS), *LAUNCH, *EXTRA, f"hydra.sweep.dir={out / 'lecam'}"]]
+             seeds(CHOOSING_SEEDS), *STACKED_EVAL, *LAUNCH, *EXTRA, f"hydra.sweep.dir={out / 'lecam'}"],
+            ["-m", f"experiment={STACKED}", "trick=[]", seeds(EXTRA_BASELINE_SEEDS), *STACKED_EVAL, *LAUNCH, *EXTRA,
+             f"hydra.sweep.dir={out / 'baseline_more_seeds'}"]]
 
 
 def best_stack_commands(data: str, stack: list[str], out: Path) -> list[list[str]]:
@@ -229,6 +238,37 @@ def best_stack_commands(data: str, stack: list[str], out: Path) -> list[list[str
              f"hydra.sweep.dir={out / 'stack'}"],
             ["-m", f"experiment={PRESETS[data]}", "trick=[pac]", "trick.pac.m=4", seeds(REPORTING_SEEDS), *LAUNCH,
              *EXTRA, f"hydra.sweep.dir={out / 'pac4'}"]]
+
+
+def expected_runs(stage: str, tricks: list[str] = (), stack: list[str] = ()) -> int:
+    """How many result.json files a stage leaves when every job ran (a skipped cell leaves one per seed too)."""
+    from gan_ablate.sweep.design import design_cells
+
+    if stage == "screen":
+        return len(design_cells("screening", list(tricks)))
+    if stage == "add_one":
+        return (1 + len(tricks)) * len(CHOOSING_SEEDS) + len(EXTRA_BASELINE_SEEDS)
+    if stage == "pacgan":
+        return len(PAC_M) * len(CHOOSING_SEEDS)
+    if stage == "stacked":
+        return (len(STACKED_CELLS) + 1) * len(CHOOSING_SEEDS) + len(EXTRA_BASELINE_SEEDS)
+    if stage == "best_stack":
+        return (3 if stack else 2) * len(REPORTING_SEEDS)
+    return 1
+
+
+def check_stage(name: str, folder: Path, expected: int) -> list:
+    """The stage's records, refused (one line, naming the folder) unless every job left a finished record: a sweep
+    that stopped part-way must not become a page. Failed and diverged runs are finished: the page counts them."""
+    from gan_ablate.record import load_records
+
+    records = load_records(folder)
+    unfinished = [r for r in records if r.status not in ("ok", "diverged", "failed", "skipped")]
+    if len(records) < expected or unfinished:
+        sys.exit(f"make_results: stage {name} left {len(records)} records in {folder} ({len(unfinished)} unfinished),"
+                 f" not the {expected} its jobs write: run `make results` again to finish it, or see the jobs' "
+                 "train.log files")
+    return records
 
 
 def curve_command(out: Path) -> list[str]:
@@ -261,20 +301,23 @@ class Plan:
         return self.data["stages"].setdefault(name, {"commands": [], "wall_seconds": 0.0})
 
 
-def train_py(args: list[str], background: bool = False):
+def train_py(args: list[str], stderr: Path | None = None):
+    """train.py with `args`: waited for, or (with `stderr`, a file for its errors) started in the background."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, str(ROOT / "train.py"), *args]
-    if background:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-    # a sweep with failed cells exits 1 after every job ran: its records say which, and the page counts them
+    if stderr is not None:
+        with open(stderr, "w") as err:
+            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    # a sweep whose cells failed exits 1 after every job ran: check_stage then reads what each job left
     result = subprocess.run(command, cwd=ROOT, env=env)
     if result.returncode not in (0, 1):
         sys.exit(f"make_results: `{shlex.join(args)}` exited {result.returncode}")
     return result
 
 
-def run_stage(plan: Plan, name: str, commands: list[list[str]], **extra) -> None:
+def run_stage(plan: Plan, name: str, commands: list[list[str]], expected: int, **extra) -> list:
+    """Run a stage's commands (a finished run is not trained again), add this pass's time to the stage's, and return
+    its records once every job has left a finished one."""
     stage = plan.stage(name)
     stage.update(extra)
     stage["commands"] = [shown(c, plan.dir) for c in commands]
@@ -283,84 +326,101 @@ def run_stage(plan: Plan, name: str, commands: list[list[str]], **extra) -> None
     for command in commands:
         print(f"make_results [{name}] {shown(command, plan.dir)}", flush=True)
         train_py(command)
-    stage["wall_seconds"] = round(time.time() - start, 1)
+    stage["wall_seconds"] = round(stage.get("wall_seconds", 0.0) + time.time() - start, 1)
     plan.save()
+    return check_stage(name, plan.dir / name, expected)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, default=ROOT / "multirun" / "results", help="where the sweeps go")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of: {', '.join(STAGES)}")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md", help="the page to write")
-    parser.add_argument("--smoke", action="store_true",
-                        help=f"try the pipeline in minutes: {' '.join(SMOKE)}, seeds 0-1 choose and 2-3 report "
-                             "(needs --out elsewhere than docs/results.md)")
-    args = parser.parse_args()
-    global CHOOSING_SEEDS, REPORTING_SEEDS
-    if args.smoke:
-        if args.out.resolve() == (ROOT / "docs" / "results.md").resolve():
-            sys.exit("make_results: --smoke numbers never go on docs/results.md: give --out another path")
-        EXTRA[:] = SMOKE
-        CHOOSING_SEEDS, REPORTING_SEEDS = range(0, 2), range(2, 4)
-    stages = [s for s in args.stages.split(",") if s]
-    unknown = sorted(set(stages) - set(STAGES))
-    if unknown:
-        sys.exit(f"make_results: --stages: {', '.join(unknown)} is not a stage; allowed: {', '.join(STAGES)}")
-    from gan_ablate.record import load_records
-
-    results_dir = args.dir.resolve()
-    plan = Plan(results_dir)
-    started = time.time()
-    curve = None
-    if "curve" in stages:  # one process beside the two-job sweeps: the cores stay busy while a stage ends
-        out = results_dir / "curve"
-        plan.stage("curve")["commands"] = [shown(curve_command(out), results_dir)]
-        plan.save()
-        print(f"make_results [curve, in the background] {shown(curve_command(out), results_dir)}", flush=True)
-        curve = (train_py(curve_command(out), background=True), time.time())
-
+def run_stages(plan: Plan, stages: list[str]) -> None:
+    results_dir = plan.dir
     for data in PRESETS:
         if "screen" in stages:
             tricks, why_not = screen_candidates(data)
-            run_stage(plan, f"screen/{data}", [screen_command(data, tricks, results_dir / "screen" / data)],
-                      screened=tricks, not_screened=why_not)
-            effects = screen_effects(load_records(results_dir / "screen" / data))
-            stage = plan.stage(f"screen/{data}")
-            stage.update(effects=effects, kept=kept_by_screen(effects))
+            records = run_stage(plan, f"screen/{data}", [screen_command(data, tricks, results_dir / "screen" / data)],
+                                expected_runs("screen", tricks), screened=tricks, not_screened=why_not)
+            effects = screen_effects(records)
+            if not effects:
+                folder = results_dir / "screen" / data
+                sys.exit(f"make_results: the screen on {data} estimated no effect: python scripts/report.py {folder}")
+            plan.stage(f"screen/{data}").update(effects=effects, kept=kept_by_screen(effects))
             plan.save()
         if "add_one" in stages:
             kept = plan.stage(f"screen/{data}").get("kept")
             if kept is None:
                 sys.exit(f"make_results: add_one on {data} needs the screen's choice: run the screen stage first")
             tricks = add_one_tricks(kept)
-            run_stage(plan, f"add_one/{data}", [add_one_command(data, tricks, results_dir / "add_one" / data)],
-                      tricks=tricks)
+            run_stage(plan, f"add_one/{data}", add_one_commands(data, tricks, results_dir / "add_one" / data),
+                      expected_runs("add_one", tricks), tricks=tricks)
         if "pacgan" in stages:
-            run_stage(plan, f"pacgan/{data}", [pacgan_command(data, results_dir / "pacgan" / data)])
+            run_stage(plan, f"pacgan/{data}", [pacgan_command(data, results_dir / "pacgan" / data)],
+                      expected_runs("pacgan"))
     if "stacked" in stages:
-        run_stage(plan, "stacked", stacked_commands(results_dir / "stacked"))
+        run_stage(plan, "stacked", stacked_commands(results_dir / "stacked"), expected_runs("stacked"))
     if "best_stack" in stages:
         for data in PRESETS:
-            folder = results_dir / "add_one" / data
-            if not folder.is_dir():
+            tricks = plan.stage(f"add_one/{data}").get("tricks")
+            if tricks is None:
                 sys.exit(f"make_results: best_stack on {data} is chosen on add_one's runs: run add_one first")
-            stack, gains = choose_stack(load_records(folder), data)
+            records = check_stage(f"add_one/{data}", results_dir / "add_one" / data, expected_runs("add_one", tricks))
+            stack, gains = choose_stack(records, data)
             run_stage(plan, f"best_stack/{data}", best_stack_commands(data, stack, results_dir / "best_stack" / data),
-                      stack=stack, gains_on_choosing_seeds=gains, choosing_seeds=list(CHOOSING_SEEDS),
-                      reporting_seeds=list(REPORTING_SEEDS))
-    if curve is not None:
-        proc, curve_start = curve
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            sys.exit(f"make_results: the learning-curve run exited {proc.returncode}: {err[-2000:]}")
-        # its own time (its record's), not the time until the sweeps beside it ended
-        plan.stage("curve")["wall_seconds"] = max((r.wall_time_s or 0.0 for r in load_records(results_dir / "curve")),
-                                                  default=round(time.time() - curve_start, 1))
+                      expected_runs("best_stack", stack=stack), stack=stack, gains_on_choosing_seeds=gains)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=ROOT / "multirun" / "results", help="where the sweeps go")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of: {', '.join(STAGES)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md", help="the page to write")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"try the pipeline in minutes: {' '.join(SMOKE)}, seeds 0-1 choose and 2-3 report "
+                             "(needs its own --dir and an --out elsewhere than docs/results.md)")
+    args = parser.parse_args(argv)
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        sys.exit(f"make_results: --stages: {', '.join(unknown)} is not a stage; allowed: {', '.join(STAGES)}")
+    global CHOOSING_SEEDS, REPORTING_SEEDS, EXTRA_BASELINE_SEEDS
+    results_dir = args.dir.resolve()
+    if args.smoke:
+        if args.out.resolve() == (ROOT / "docs" / "results.md").resolve():
+            sys.exit("make_results: --smoke numbers never go on docs/results.md: give --out another path")
+        if results_dir == (ROOT / "multirun" / "results").resolve():
+            sys.exit("make_results: --smoke needs its own --dir: its runs would stand in for the real ones there")
+        EXTRA[:] = SMOKE
+        CHOOSING_SEEDS, REPORTING_SEEDS, EXTRA_BASELINE_SEEDS = range(0, 2), range(2, 4), range(4, 6)
+    plan = Plan(results_dir)
+    if plan.data.setdefault("smoke", args.smoke) != args.smoke:
+        kind = "smoke" if plan.data["smoke"] else "real"
+        sys.exit(f"make_results: {results_dir} holds {kind} runs: give --dir another folder")
+    plan.data.update(choosing_seeds=list(CHOOSING_SEEDS), reporting_seeds=list(REPORTING_SEEDS),
+                     extra_baseline_seeds=list(EXTRA_BASELINE_SEEDS), keep_at_most=KEEP_AT_MOST)
+    started = time.time()
+    curve = None
+    try:
+        if "curve" in stages:  # one process beside the two-job sweeps: the cores stay busy while a stage ends
+            out = results_dir / "curve"
+            out.mkdir(parents=True, exist_ok=True)
+            plan.stage("curve")["commands"] = [shown(curve_command(out), results_dir)]
+            plan.save()
+            print(f"make_results [curve, in the background] {shown(curve_command(out), results_dir)}", flush=True)
+            curve = train_py(curve_command(out), stderr=results_dir / "curve.stderr")
+        run_stages(plan, stages)
+        if curve is not None:
+            if curve.wait() != 0:
+                sys.exit(f"make_results: the learning-curve run exited {curve.returncode}: see "
+                         f"{results_dir / 'curve.stderr'}")
+            records = check_stage("curve", results_dir / "curve", 1)
+            plan.stage("curve")["wall_seconds"] = max(r.wall_time_s or 0.0 for r in records)  # its own time
+    finally:
+        if curve is not None and curve.poll() is None:  # stopped early: no run goes on writing behind our back
+            curve.terminate()
+            curve.wait()
     plan.data["wall_seconds"] = round(plan.data.get("wall_seconds", 0.0) + time.time() - started, 1)
     plan.save()
     print(f"make_results: {', '.join(stages)} in {time.time() - started:.0f} s; plan in {plan.path}", flush=True)
     page = [sys.executable, str(ROOT / "scripts" / "results_table.py"), str(results_dir), "--out", str(args.out)]
-    subprocess.run(page + (["--no-archive"] if args.smoke else []), cwd=ROOT, check=True)
+    subprocess.run(page, cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ what it claims from result.json records."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import re
 import subprocess
 import sys
 
@@ -71,7 +73,7 @@ def test_every_command_on_the_page_is_what_the_pipeline_runs_for_the_recorded_ch
         tricks = screen["kept"] + list(pipeline.COSTLY) + list(pipeline.LABEL_READING)
         assert stages[f"add_one/{data}"]["tricks"] == tricks
         assert stages[f"add_one/{data}"]["commands"] == shown(
-            pipeline.add_one_command(data, tricks, out / "add_one" / data))
+            *pipeline.add_one_commands(data, tricks, out / "add_one" / data))
         assert stages[f"pacgan/{data}"]["commands"] == shown(pipeline.pacgan_command(data, out / "pacgan" / data))
         best = stages[f"best_stack/{data}"]
         assert best["commands"] == shown(*pipeline.best_stack_commands(data, best["stack"], out / "best_stack" / data))
@@ -110,7 +112,7 @@ def test_the_stack_is_chosen_on_seeds_0_to_4_and_reported_on_seeds_5_to_9(pipeli
         chosen, _ = pipeline.choose_stack(committed.of(f"add_one/{data}"), data)
         assert stage["stack"] == chosen
         assert {r.seed for r in committed.of(f"best_stack/{data}")} == set(range(5, 10))
-        assert {r.seed for r in committed.of(f"add_one/{data}")} == set(range(5))
+        assert {r.seed for r in committed.of(f"add_one/{data}")} == set(range(5)) | set(range(10, 15))
 
 
 def test_cells_that_read_the_mode_labels_are_set_apart_on_the_page():
@@ -167,9 +169,10 @@ def test_a_failed_screening_run_counts_as_the_worst_modes_of_the_screen(pipeline
 
 
 def test_the_stack_takes_every_trick_that_beat_the_baseline_on_the_choosing_seeds_largest_gain_first(pipeline):
-    """Gains on seeds 0-4 only (seed 7's huge value is ignored); a set-apart cell (labels) and a trick that conflicts
-    with one already stacked stay out; a trick that did not beat the baseline stays out."""
-    runs = [record("baseline", s, 5.0) for s in range(5)]
+    """Gains on every add-one run but seeds 5-9 (seed 7's huge value is ignored; the baseline's seeds 10-14 count);
+    a set-apart cell (labels) and a trick that conflicts with one already stacked stay out; a trick that did not beat
+    the baseline stays out."""
+    runs = [record("baseline", s, 5.0) for s in range(5)] + [record("baseline", s, 5.0) for s in range(10, 15)]
     runs += [record("+ttur", s, 6.0) for s in range(5)]                       # +1
     runs += [record("+label_smoothing", s, 7.0) for s in range(5)]            # +2
     runs += [record("+one_sided_label_smoothing", s, 6.5) for s in range(5)]  # +1.5, conflicts with label_smoothing
@@ -181,10 +184,35 @@ def test_the_stack_takes_every_trick_that_beat_the_baseline_on_the_choosing_seed
                                    "spectral_norm": -1.0})
 
 
-def test_smoke_numbers_cannot_be_written_to_the_page():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_results.py"), "--smoke", "--stages", "curve"],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode != 0 and "--out" in out.stderr
+@pytest.mark.parametrize("args,message", [
+    (["--smoke", "--dir", "{tmp}"], "--out"),                                # the page
+    (["--smoke", "--out", "{tmp}/page.md"], "its own --dir"),                # the real runs' folder
+])
+def test_smoke_numbers_never_reach_the_page_or_the_real_runs_folder(pipeline, monkeypatch, tmp_path, args, message):
+    monkeypatch.setattr(pipeline, "train_py", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        pipeline.main([a.format(tmp=tmp_path) for a in args] + ["--stages", "curve"])
+
+
+def test_a_folder_of_smoke_runs_is_refused_for_real_ones_and_the_other_way(pipeline, monkeypatch, tmp_path):
+    monkeypatch.setattr(pipeline, "train_py", lambda *a, **k: pytest.fail("trained before refusing"))
+    (tmp_path / "plan.json").write_text('{"stages": {}, "smoke": true}')
+    with pytest.raises(SystemExit, match="holds smoke runs"):
+        pipeline.main(["--dir", str(tmp_path), "--stages", "curve"])
+
+
+def test_a_stage_that_left_fewer_or_unfinished_records_is_refused_naming_its_folder(pipeline, tmp_path):
+    for i, status in enumerate(["ok", "failed"]):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "result.json").write_text(json.dumps(record("baseline", i, 5.0).to_json() |
+                                                                  {"status": status}))
+    assert len(pipeline.check_stage("add_one/ring8", tmp_path, 2)) == 2  # a failed run is finished: it counts
+    with pytest.raises(SystemExit, match=f"left 2 records in {re.escape(str(tmp_path))}.*not the 3"):
+        pipeline.check_stage("add_one/ring8", tmp_path, 3)
+    (tmp_path / "1" / "result.json").write_text(json.dumps(record("baseline", 1, 5.0).to_json() |
+                                                           {"status": "running"}))
+    with pytest.raises(SystemExit, match="1 unfinished"):
+        pipeline.check_stage("add_one/ring8", tmp_path, 2)
 
 
 def test_an_unknown_stage_is_refused_on_one_line_naming_the_allowed_ones():
@@ -274,13 +302,14 @@ def test_the_reverse_kl_column_names_its_definition_and_a_run_without_hq_samples
         table_script.reverse_kl_text(records + [record("baseline", 3, 5)])
 
 
-def test_the_slurm_estimate_scales_the_curves_seconds_per_iteration_by_each_rows_short_runs(table_script):
-    """GAN: the learning-curve run's wall time / iterations; PacGANm: that x (PacGANm / GAN) of the short runs on the
-    same data; PacGAN3 (not run here) takes PacGAN4's; hours = x 400,000; the total is 10 seeds of every row."""
+def test_the_slurm_estimate_is_the_curves_seconds_per_iteration_m_times_for_pacgan_m(table_script):
+    """GAN: the learning-curve run's wall time / iterations; PacGANm: m times that (an upper bound), the short runs'
+    measured ratio beside it; hours = x 400,000; the total is 10 seeds of every row; the time limit a third of the
+    longest run."""
     pac = lambda m: {"trick": {"pac": {"m": m}}}  # noqa: E731
     results = table_script.Results({"stages": {}}, {"curve": [record("baseline", 0, 8, wall_time_s=500.0,
                                                                      iterations=25_000)]})
-    for data, base in (("ring8", 0.05), ("grid25", 0.2)):  # overheads differ: the ratios cancel them
+    for data, base in (("ring8", 0.05), ("grid25", 0.2)):
         results.records[f"add_one/{data}"] = [record("baseline", s, 5, wall_time_s=base * 2000, iterations=2000)
                                               for s in range(5)]
         results.records[f"pacgan/{data}"] = [record("pac", s, 5, tricks=["pac"], config=pac(m), iterations=2000,
@@ -288,13 +317,39 @@ def test_the_slurm_estimate_scales_the_curves_seconds_per_iteration_by_each_rows
                                              for m in (2, 4) for s in range(5)]
     text = "\n".join(table_script.slurm_section(results))
     curve = 500.0 / 25_000
-    per_iteration = {"GAN": curve, "PacGAN2": curve * 1.5, "PacGAN3": curve * 2, "PacGAN4": curve * 2}
     for data in ("ring8", "grid25"):
-        for row, seconds in per_iteration.items():
-            assert f"| {data} | {row} | {seconds * 1000:.1f} |" in text
-            assert f"| {seconds * 400_000 / 3600:.1f} | {10 * seconds * 400_000 / 3600:.0f} |" in text
-    assert f"**{2 * sum(10 * s * 400_000 / 3600 for s in per_iteration.values()):,.0f} CPU-core hours**" in text
-    assert f"timeout_min={60 * math.ceil(curve * 2 * 400_000 / 3600 / 4)}" in text
+        for m, row, ratio in ((1, "GAN", "–"), (2, "PacGAN2", "1.50"), (3, "PacGAN3", "not run"),
+                              (4, "PacGAN4", "2.00")):
+            hours = m * curve * 400_000 / 3600
+            assert f"| {data} | {row} | {m * curve * 1000:.1f} | {ratio} | {hours:.1f} | {10 * hours:.0f} |" in text
+    assert f"at most **{2 * sum(10 * m * curve * 400_000 / 3600 for m in (1, 2, 3, 4)):,.0f} CPU-core hours**" in text
+    assert f"timeout_min={60 * math.ceil(4 * curve * 400_000 / 3600 / 3)}" in text and "gpus_per_node=1" in text
+
+
+def test_lenths_margin_is_the_pseudo_standard_error_of_the_small_effects_times_t_of_m_over_3(table_script):
+    """Lenth (1989): s0 = 1.5 median|c|; PSE = 1.5 median of the |c| < 2.5 s0; margin = t(0.975, m/3) PSE. Six
+    effects of 1 and three large: s0 = 1.5, the large ones trimmed, PSE = 1.5, margin = t(0.975, 3) x 1.5."""
+    pse, margin = table_script.lenth_margin([1, -1, 1, -1, 1, 1, 10, -10, 20])
+    assert pse == pytest.approx(1.5) and margin == pytest.approx(stats.t.ppf(0.975, 3) * 1.5)
+
+
+def test_a_table_says_how_small_an_adjusted_p_its_runs_can_reach(table_script):
+    """5 + 5 runs: 2/252 at best; Holm over 6 comparisons: 0.048 (a call is possible), over 9: 0.071 (none is)."""
+    base = [record("baseline", s, 5.0 + s % 2) for s in range(5)]
+    two = [record(f"+t{i}", s, 9.0, tricks=[f"t{i}"]) for i in range(2) for s in range(5)]
+    three = two + [record("+t2", s, 9.0, tricks=["t2"]) for s in range(5)]
+    assert "can reach is 0.048." in table_script.table(base + two, table_script.METRICS_2D, "")[0]
+    assert "can reach is 0.071: this table can call nothing." in table_script.table(base + three,
+                                                                                     table_script.METRICS_2D, "")[0]
+
+
+def test_a_cell_shown_untested_takes_no_share_of_the_adjustment(table_script):
+    runs = [record("PacGAN4", s, 8.0) for s in range(5)] + [record("stack", s, 3.0, tricks=["ttur"]) for s in range(5)]
+    runs += [record("baseline", s, 1.0) for s in range(5)]
+    lines = table_script.table(runs, table_script.METRICS_2D, "", "PacGAN4", untested=("baseline",))
+    rows = rows_of(lines)
+    assert "over the 3 comparisons" in lines[0] and rows["`baseline`"][-1] == "(shown, not tested)"
+    assert rows["`stack`"][-1].startswith("worse modes (-5.00")
 
 
 def test_an_empty_or_missing_source_is_refused_with_the_way_out(tmp_path):
