@@ -4,12 +4,15 @@ cell at least 5 seeds, the stack chosen on seeds the stack is not reported on; a
 what it claims from result.json records."""
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import math
 import re
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 from test_statistics import exact_two_sided_p
 
-from gan_ablate.record import RunRecord
+from gan_ablate.record import RunRecord, run_name
 from gan_ablate.tricks import TRICKS as TRICKS_BY_NAME
 
 DOC = ROOT / "docs" / "results.md"
@@ -219,6 +222,308 @@ def test_an_unknown_stage_is_refused_on_one_line_naming_the_allowed_ones():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_results.py"), "--stages", "screen,sreen"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "sreen" in out.stderr and "best_stack" in out.stderr
+
+
+# the whole pipeline (make_results.main) with a fake train.py: it writes each job's result.json, trains nothing.
+
+# modes a trick adds in the fake's runs (a trick not named adds none): on the screen the good ones are kept, largest
+# first, at most 4 (label_smoothing, the 5th on ring8, is not); the label readers gain most and are set apart; of the
+# two costly tricks only minibatch_discrimination on ring8 gains; the stacks follow from the add-one gains
+GAIN = {"ring8": {"ttur": 2.0, "spectral_norm": 1.5, "r1": 1.0, "instance_noise": 0.5, "label_smoothing": 0.25,
+                  "d_dropout": -1.0, "minibatch_discrimination": 0.75, "capacity": -0.5, "acgan": 3.0,
+                  "pac": 3.0},
+        "grid25": {"r2": 3.0, "ttur": 1.0, "ema": -0.5, "capacity": -2.0, "minibatch_discrimination": -1.0,
+                   "conditional": 5.0, "pac": 8.0},
+        "stacked_mnist": {"pac": 400.0, "r1": 50.0, "r2": 40.0, "lecam": -20.0, "diffaugment": 30.0}}
+KEPT = {"ring8": ["ttur", "spectral_norm", "r1", "instance_noise"], "grid25": ["r2", "ttur"]}
+BASE_MODES = {"ring8": 2.0, "grid25": 10.0, "stacked_mnist": 300.0}
+MODES_OF = {"ring8": 8, "grid25": 25, "stacked_mnist": 1000}
+# the catalogue narrowed (each trick costs the pipeline a Hydra compose per data set): the screened tricks above and
+# one of each kind the screen passes over (label readers, costly, a conflicting pair, refused on grid25, left out)
+CATALOGUE = sorted({t for gains in GAIN.values() for t in gains} | {"acgan", "conditional", "g_history",
+                                                                    "experience_replay", "checkpoint_swap", "ema",
+                                                                    "large_batch", "consistency", "lecam"})
+PIPELINE_ORDER = ["curve", "screen/ring8", "add_one/ring8", "pacgan/ring8", "screen/grid25", "add_one/grid25",
+                  "pacgan/grid25", "stacked", "best_stack/ring8", "best_stack/grid25"]
+# the fake clock's step per waited-for train.py command: a stage's time is its commands'; small, so that the page's
+# times (in minutes) read 0 after two passes too and a second pass renders the same page
+SECONDS_PER_COMMAND = 0.5
+
+
+def sweep_values(key: str, value: str) -> list:
+    if key in ("trick", "ablation.tricks"):
+        return [[t for t in cell.split(",") if t] for cell in re.findall(r"\[([^\]]*)\]", value)]
+    return [int(v) if v.isdigit() else v for v in value.split(",")]
+
+
+def fake_jobs(args: list[str]) -> tuple[Path, list[dict]]:
+    """The run folder and fields of each job train.py would run for `args` (a Hydra multirun's job folders are
+    numbered; the ablation sweeper runs its design's cells x ablation.seeds, a plain sweep the product of its lists
+    in command-line order)."""
+    from itertools import product
+
+    from gan_ablate.record import cell_label
+    from gan_ablate.sweep.design import design_cells
+
+    given = dict(a.split("=", 1) for a in args if "=" in a)
+    base = {"data": {"pacgan_ring_short": "ring8", "pacgan_grid_short": "grid25"}.get(given["experiment"],
+                                                                                       "stacked_mnist"),
+            "iterations": int(given.get("trainer.max_steps", 2000 if "ring" in given["experiment"] else 500)),
+            "set": {k: int(v) for k, v in given.items() if k.startswith("trick.") and v.isdigit()}}
+    if "-m" not in args:
+        return Path(given["hydra.run.dir"]), [{**base, "tricks": sweep_values("trick", given.get("trick", "[]"))[0],
+                                               "seed": int(given["seed"])}]
+    sweep_dir = Path(given["hydra.sweep.dir"])
+    if given.get("hydra/sweeper") == "ablation":
+        cells = design_cells(given["ablation.design"], sweep_values("ablation.tricks", given["ablation.tricks"])[0])
+        jobs = [{**base, "tricks": list(c.tricks), "seed": s, "design": given["ablation.design"], "cell": c.label,
+                 "reference": cells[0].label} for c in cells for s in range(int(given["ablation.seeds"]))]
+    else:
+        swept = [(k, sweep_values(k, v)) for k, v in given.items()
+                 if k in ("trick", "seed") or (k.startswith("trick.") and "," in v)]
+        jobs = []
+        for values in product(*(vs for _, vs in swept)):
+            job = {**base, "set": dict(base["set"]), "design": "grid"}
+            for (key, _), value in zip(swept, values):
+                if key == "trick":
+                    job["tricks"] = value
+                elif key == "seed":
+                    job["seed"] = value
+                else:
+                    job["set"][key] = value
+            jobs.append({**job, "cell": cell_label(job["tricks"])})
+    return sweep_dir, [{**job, "job_num": i, "sweep": str(sweep_dir), "dir": sweep_dir / str(i)}
+                       for i, job in enumerate(jobs)]
+
+
+def fake_record(job: dict, run_dir: Path) -> RunRecord:
+    """A finished run whose modes are the data's base plus its tricks' gains (and a little per seed)."""
+    from gan_ablate.revisions import trick_revisions, uses_mode_labels
+
+    data, tricks, seed = job["data"], job["tricks"], job["seed"]
+
+    def metrics(modes: float) -> dict:
+        modes = min(MODES_OF[data], modes)
+        if data == "stacked_mnist":
+            return {"modes": modes, "kl": 3.0 - modes / 400}
+        return {"modes": modes, "hq": 0.9 - 0.01 * modes, "reverse_kl": 1 / (1 + modes)}
+
+    modes = BASE_MODES[data] + sum(GAIN[data].get(t, 0.0) for t in tricks) + 0.1 * (seed % 5)
+    config = {"trick": {t: {} for t in tricks}, "trainer": {"max_steps": job["iterations"]}}
+    for key, value in job["set"].items():
+        config["trick"].setdefault(key.split(".")[1], {})[key.split(".")[2]] = value
+    if "pac" in tricks:
+        config["trick"]["pac"].setdefault("m", 2)  # conf/trick/pac.yaml's
+    # a single run (the learning curve) evaluates every 1,000 iterations on its way to its modes
+    history = [] if "job_num" in job else [
+        {"iteration": i, "raw": metrics(modes * i / job["iterations"]), "ema": metrics(modes * i / job["iterations"])}
+        for i in range(1000, job["iterations"] + 1, 1000)]
+    fields = {k: job[k] for k in ("job_num", "sweep", "design", "cell", "reference") if k in job}
+    return RunRecord(run_dir, name=run_name(tricks, seed), tricks=tricks, seed=seed, data=data,
+                     uses_mode_labels=uses_mode_labels(tricks, data), trick_revisions=trick_revisions(tricks),
+                     **fields, config=config, status="ok", iterations=job["iterations"],
+                     wall_time_s=0.02 * job["iterations"] * config["trick"].get("pac", {}).get("m", 1),
+                     primary="raw", metrics={"raw": metrics(modes), "ema": metrics(modes + 0.5)}, history=history)
+
+
+class Background:
+    """The learning curve's process: it finishes (writing its record) when waited for, unless terminated first."""
+
+    def __init__(self, finish):
+        self.finish, self.returncode, self.terminated = finish, None, False
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            self.finish()
+            self.returncode = 0
+        return self.returncode
+
+    def terminate(self):
+        self.terminated, self.returncode = True, -15
+
+
+class FakeTrainPy:
+    """make_results.train_py without training: each job's result.json as train.py leaves it (a job already finished is
+    not run again), `leave_out` (a job folder under the results folder) writing none. Each waited-for command moves
+    the fake clock SECONDS_PER_COMMAND on."""
+
+    def __init__(self, leave_out: str | None = None):
+        self.now, self.calls, self.written, self.leave_out, self.background = 0.0, [], 0, leave_out, None
+
+    def time(self) -> float:
+        return self.now
+
+    def run(self, args: list[str]) -> None:
+        from gan_ablate.record import RESULT_FILE, load_record
+
+        run_dir, jobs = fake_jobs(args)
+        for job in jobs:
+            folder = job.pop("dir", run_dir)
+            if (folder / RESULT_FILE).is_file() and load_record(folder / RESULT_FILE).status == "ok":
+                continue
+            if self.leave_out and folder.as_posix().endswith("/" + self.leave_out):
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            fake_record(job, folder).write()
+            self.written += 1
+
+    def __call__(self, args: list[str], stderr=None):
+        self.calls.append(list(args))
+        if stderr is not None:
+            Path(stderr).write_text("")
+            self.background = Background(lambda: self.run(args))
+            return self.background
+        self.run(args)
+        self.now += SECONDS_PER_COMMAND
+        return subprocess.CompletedProcess(args, 0)
+
+
+REFUSALS: dict[tuple, str | None] = {}  # the real answers, asked once per test session (a Hydra compose each)
+
+
+def install_fake(pipeline, monkeypatch, **kwargs) -> FakeTrainPy:
+    """The pipeline with a fake train.py and clock, over CATALOGUE, asking each refusal of Hydra once per session."""
+    real = pipeline.refusal
+
+    def refusal(overrides: list[str]) -> str | None:
+        if tuple(overrides) not in REFUSALS:
+            REFUSALS[tuple(overrides)] = real(overrides)
+        return REFUSALS[tuple(overrides)]
+
+    fake = FakeTrainPy(**kwargs)
+    monkeypatch.setattr(pipeline, "train_py", fake)
+    monkeypatch.setattr(pipeline, "time", SimpleNamespace(time=fake.time))
+    monkeypatch.setattr(pipeline, "catalogue", lambda: CATALOGUE)
+    monkeypatch.setattr(pipeline, "refusal", refusal)
+    return fake
+
+
+def run_pipeline(pipeline, folder: Path) -> tuple[Path, Path]:
+    results, page = folder / "results", folder / "page" / "results.md"
+    page.parent.mkdir(exist_ok=True)
+    pipeline.main(["--dir", str(results), "--out", str(page)])
+    return results, page
+
+
+@pytest.fixture(scope="module")
+def first_pass(pipeline, tmp_path_factory):
+    """The whole pipeline once, train.py faked: the fake, the results folder, the page (a pass renders the page in
+    a process of its own: seconds, so the tests share one)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fake = install_fake(pipeline, monkeypatch)
+        return (fake, *run_pipeline(pipeline, tmp_path_factory.mktemp("pipeline")))
+
+
+def section(text: str, heading: str, data: str | None = None) -> str:
+    """The part of the page under `heading` (and its `### data` part)."""
+    part = text.split(heading, 1)[1].split("\n## ")[0]
+    return part.split(f"### {data}", 1)[1].split("\n### ")[0] if data else part.split("\n### ")[0]
+
+
+def test_the_pipeline_runs_its_stages_in_order_on_its_own_choices_and_renders_what_they_left(
+        pipeline, table_script, first_pass):
+    """Every stage of `make results`, train.py faked: the screen keeps the tricks that gain (largest first, at most
+    4), add-one runs them with the costly and label-reading tricks, the stack is choose_stack's on add-one's records,
+    reported on seeds 5-9; each command the plan shows is the one train.py was given, in pipeline order; the page,
+    its figures and its archive are written, the page's tables holding the rows each stage ran."""
+    from gan_ablate.record import load_records
+
+    fake, results, page = first_pass
+    stages = json.loads((results / "plan.json").read_text())["stages"]
+    assert list(stages) == PIPELINE_ORDER
+    expected = {"curve": [pipeline.curve_command(results / "curve")],
+                "stacked": pipeline.stacked_commands(results / "stacked")}
+    stacks = {}
+    for data in pipeline.PRESETS:
+        screen = stages[f"screen/{data}"]
+        assert screen["kept"] == KEPT[data] and set(KEPT[data]) < set(screen["screened"])
+        assert {t for t, e in screen["effects"].items() if abs(e) > 1e-9} == {
+            t for t in screen["screened"] if GAIN[data].get(t, 0.0)}
+        tricks = KEPT[data] + list(pipeline.COSTLY) + list(pipeline.LABEL_READING)
+        assert stages[f"add_one/{data}"]["tricks"] == tricks
+        stacks[data], _ = pipeline.choose_stack(load_records(results / "add_one" / data), data)
+        assert stages[f"best_stack/{data}"]["stack"] == stacks[data]
+        assert {r.seed for r in load_records(results / "best_stack" / data)} == set(range(5, 10))
+        expected |= {f"screen/{data}": [pipeline.screen_command(data, screen["screened"], results / "screen" / data)],
+                     f"add_one/{data}": pipeline.add_one_commands(data, tricks, results / "add_one" / data),
+                     f"pacgan/{data}": [pipeline.pacgan_command(data, results / "pacgan" / data)],
+                     f"best_stack/{data}": pipeline.best_stack_commands(data, stacks[data],
+                                                                        results / "best_stack" / data)}
+        assert all("seed=5,6,7,8,9" in c for c in expected[f"best_stack/{data}"])
+    assert stacks == {"ring8": ["ttur", "spectral_norm", "r1", "minibatch_discrimination", "instance_noise"],
+                      "grid25": ["r2", "ttur"]}
+    assert "refused on this preset" in stages["screen/grid25"]["not_screened"]["checkpoint_swap"]
+    for name in PIPELINE_ORDER:
+        assert stages[name]["commands"] == [pipeline.shown(c, results) for c in expected[name]], name
+    assert fake.calls == [c for name in PIPELINE_ORDER for c in expected[name]]
+
+    text = page.read_text()
+    assert all((page.parent / name).is_file() for name in ("results.png", "learning_curve.png",
+                                                           "results_records.json.gz"))
+    archived = table_script.Results.from_archive(page.parent / "results_records.json.gz")
+    assert list(archived.plan["stages"]) == PIPELINE_ORDER and table_script.render(archived) == text
+    assert all(command in text for stage in stages.values() for command in stage["commands"])
+    for data in pipeline.PRESETS:
+        assert list(rows_of([section(text, "## PacGAN's rows", data)])) == ["`GAN`", "`PacGAN2`", "`PacGAN4`"]
+        screen = rows_of([section(text, "## Screening the 2-D tricks", f"Screen on {data}")])
+        assert [t.strip("`") for t, cells in screen.items() if cells[-1] == "yes"] == KEPT[data]
+        assert all(float(cells[0]) == pytest.approx(GAIN[data].get(t.strip("`"), 0.0)) for t, cells in screen.items())
+        main, _, apart = section(text, f"### {data} (`experiment=").partition("Set apart")
+        assert list(rows_of([main])) == ["`baseline`"] + [f"`+{t}`" for t in KEPT[data] + list(pipeline.COSTLY)]
+        assert list(rows_of([apart])) == ["`+acgan`", "`+conditional`"]
+        assert list(rows_of([section(text, "## Best stack vs PacGAN4", data)])) == [
+            "`PacGAN4`", f"`stack: {'+'.join(stacks[data])}`", "`baseline`"]
+    stacked = list(rows_of([section(text, "## The modern regularisers on stacked MNIST")]))
+    assert stacked[0] == "`baseline`" and sorted(stacked[1:]) == sorted(
+        ["`pac (m=2)`", "`r1`", "`r2`", "`diffaugment`", "`consistency`", "`lecam`"])
+    assert "to 25,000 iterations, evaluated every 1,000" in section(text, "## Learning curve")
+
+
+def test_a_second_pass_on_a_finished_folder_trains_nothing_adds_its_time_and_renders_the_same(
+        pipeline, first_pass, monkeypatch, tmp_path):
+    """Run again on its folder (a copy of the first pass's), the pipeline gives train.py the same commands, which
+    find every job finished; each stage's wall time is the first pass's plus this one's, the curve's its own run's;
+    the page and the archived records are the same."""
+    import shutil
+
+    first, results, page = first_pass
+    shutil.copytree(results.parent, tmp_path, dirs_exist_ok=True)
+    plan = json.loads((results / "plan.json").read_text())
+    again = install_fake(pipeline, monkeypatch)
+    run_pipeline(pipeline, tmp_path)
+    assert [pipeline.shown(c, tmp_path / "results") for c in again.calls] == [
+        pipeline.shown(c, results) for c in first.calls]
+    assert first.written > 0 and again.written == 0
+    replan = json.loads((tmp_path / "results" / "plan.json").read_text())
+    for name, stage in plan["stages"].items():
+        if name == "curve":  # its own run's time, not the pipeline's
+            assert replan["stages"][name]["wall_seconds"] == stage["wall_seconds"] == 0.02 * 25_000
+        else:
+            assert stage["wall_seconds"] == SECONDS_PER_COMMAND * len(stage["commands"]), name
+            assert replan["stages"][name]["wall_seconds"] == 2 * stage["wall_seconds"], name
+    waited_for = len(first.calls) - 1  # all but the curve's
+    assert (plan["wall_seconds"], replan["wall_seconds"]) == (SECONDS_PER_COMMAND * waited_for,
+                                                              2 * SECONDS_PER_COMMAND * waited_for)
+    assert (tmp_path / "page" / "results.md").read_text() == page.read_text()
+    archives = [json.loads(gzip.decompress((folder / "results_records.json.gz").read_bytes()))
+                for folder in (page.parent, tmp_path / "page")]
+    assert archives[0]["records"] == archives[1]["records"]
+
+
+def test_a_job_that_left_no_record_stops_the_pipeline_naming_its_stage_and_stops_the_curve(
+        pipeline, monkeypatch, tmp_path):
+    """A stage whose job left no result.json is refused as check_stage refuses it, before any later stage runs and
+    before a page is written; the learning curve, still running, is terminated."""
+    fake = install_fake(pipeline, monkeypatch, leave_out="pacgan/grid25/3")
+    folder = tmp_path / "results" / "pacgan" / "grid25"
+    with pytest.raises(SystemExit, match=rf"stage pacgan/grid25 left 9 records in {re.escape(str(folder))} "
+                                         r"\(0 unfinished\), not the 10"):
+        run_pipeline(pipeline, tmp_path)
+    assert fake.calls[-1] == pipeline.pacgan_command("grid25", folder)  # no stage after it ran
+    assert fake.background.terminated and not (tmp_path / "page" / "results.md").exists()
 
 
 # --- the tables' statistics -----------------------------------------------------------------------------------------
