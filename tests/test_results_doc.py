@@ -70,6 +70,8 @@ def test_every_command_on_the_page_is_what_the_pipeline_runs_for_the_recorded_ch
         return [pipeline.shown(c, out) for c in commands]
 
     for data in pipeline.PRESETS:
+        assert stages[f"pacgan/{data}"]["commands"] == shown(*pipeline.pacgan_commands(data, out / "pacgan" / data))
+    for data in pipeline.TABLE_DATA:
         screen = stages[f"screen/{data}"]
         assert stages[f"screen/{data}"]["commands"] == shown(
             pipeline.screen_command(data, screen["screened"], out / "screen" / data))
@@ -77,7 +79,6 @@ def test_every_command_on_the_page_is_what_the_pipeline_runs_for_the_recorded_ch
         assert stages[f"add_one/{data}"]["tricks"] == tricks
         assert stages[f"add_one/{data}"]["commands"] == shown(
             *pipeline.add_one_commands(data, tricks, out / "add_one" / data))
-        assert stages[f"pacgan/{data}"]["commands"] == shown(pipeline.pacgan_command(data, out / "pacgan" / data))
         best = stages[f"best_stack/{data}"]
         assert best["commands"] == shown(*pipeline.best_stack_commands(data, best["stack"], out / "best_stack" / data))
     assert stages["stacked"]["commands"] == shown(*pipeline.stacked_commands(out / "stacked"))
@@ -88,7 +89,7 @@ def test_every_command_on_the_page_is_what_the_pipeline_runs_for_the_recorded_ch
 
 def test_every_trick_of_the_catalogue_is_screened_or_the_page_says_why_not(pipeline, committed):
     text = DOC.read_text()
-    for data in pipeline.PRESETS:
+    for data in pipeline.TABLE_DATA:
         stage = committed.plan["stages"][f"screen/{data}"]
         screened, not_screened = set(stage["screened"]), set(stage["not_screened"])
         assert screened | not_screened == TRICKS and not screened & not_screened, data
@@ -110,7 +111,7 @@ def test_every_cell_of_every_table_has_at_least_five_seeds(committed):
 
 
 def test_the_stack_is_chosen_on_seeds_0_to_4_and_reported_on_seeds_5_to_9(pipeline, committed):
-    for data in pipeline.PRESETS:
+    for data in pipeline.TABLE_DATA:
         stage = committed.plan["stages"][f"best_stack/{data}"]
         chosen, _ = pipeline.choose_stack(committed.of(f"add_one/{data}"), data)
         assert stage["stack"] == chosen
@@ -118,9 +119,9 @@ def test_the_stack_is_chosen_on_seeds_0_to_4_and_reported_on_seeds_5_to_9(pipeli
         assert {r.seed for r in committed.of(f"add_one/{data}")} == set(range(5)) | set(range(10, 15))
 
 
-def test_cells_that_read_the_mode_labels_are_set_apart_on_the_page():
+def test_cells_that_read_the_mode_labels_are_set_apart_on_the_page(pipeline):
     text = DOC.read_text()
-    for data in ("ring8", "grid25"):
+    for data in pipeline.TABLE_DATA:
         section = text.split(f"### {data} (`experiment=")[1].split("\n## ")[0]
         main, _, apart = section.partition("Set apart")
         assert "`+acgan`" in apart and "`+conditional`" in apart and "labels" in apart
@@ -167,7 +168,8 @@ def test_a_failed_screening_run_counts_as_the_worst_modes_of_the_screen(pipeline
     failing, low = [j for j, c in enumerate(cells) if "a" in c.tricks]
     records[failing] = RunRecord(None, **{**records[failing].to_json(), "status": "failed", "metrics": {}})
     records[low].metrics["raw"]["modes"] = 2.0
-    assert pipeline.cell_samples(records, "modes")[cells[failing].label] == [2.0]
+    samples, imputed = pipeline.cell_samples(pipeline.runs_by_cell(records), "modes")
+    assert samples[cells[failing].label] == [2.0] and imputed
     assert pipeline.screen_effects(records)["a"] == pytest.approx(-4.0)
 
 
@@ -226,25 +228,27 @@ def test_an_unknown_stage_is_refused_on_one_line_naming_the_allowed_ones():
 
 # the whole pipeline (make_results.main) with a fake train.py: it writes each job's result.json, trains nothing.
 
-# modes a trick adds in the fake's runs (a trick not named adds none): on the screen the good ones are kept, largest
-# first, at most 4 (label_smoothing, the 5th on ring8, is not); the label readers gain most and are set apart; of the
-# two costly tricks only minibatch_discrimination on ring8 gains; the stacks follow from the add-one gains
-GAIN = {"ring8": {"ttur": 2.0, "spectral_norm": 1.5, "r1": 1.0, "instance_noise": 0.5, "label_smoothing": 0.25,
-                  "d_dropout": -1.0, "minibatch_discrimination": 0.75, "capacity": -0.5, "acgan": 3.0,
-                  "pac": 3.0},
-        "grid25": {"r2": 3.0, "ttur": 1.0, "ema": -0.5, "capacity": -2.0, "minibatch_discrimination": -1.0,
-                   "conditional": 5.0, "pac": 8.0},
-        "stacked_mnist": {"pac": 400.0, "r1": 50.0, "r2": 40.0, "lecam": -20.0, "diffaugment": 30.0}}
-KEPT = {"ring8": ["ttur", "spectral_norm", "r1", "instance_noise"], "grid25": ["r2", "ttur"]}
+# modes a trick adds in the fake's runs (a trick not named adds none): on the screen (grid25, the trick table's data
+# set) the good ones are kept, largest first, at most 4 (label_smoothing, the 5th, is not); the label readers gain
+# most and are set apart; of the two costly tricks only minibatch_discrimination gains; the stack follows from the
+# add-one gains. ring8 has PacGAN's rows only.
+GAIN = {"ring8": {"pac": 3.0},
+        "grid25": {"ttur": 2.0, "spectral_norm": 1.5, "r2": 1.0, "instance_noise": 0.5, "label_smoothing": 0.25,
+                   "d_dropout": -1.0, "ema": -0.5, "minibatch_discrimination": 0.75, "capacity": -2.0,
+                   "acgan": 3.0, "conditional": 5.0, "pac": 8.0},
+        "stacked_mnist": {"pac": 400.0, "r1": 50.0, "r2": 40.0, "lecam": -20.0}}
+KEPT = {"grid25": ["ttur", "spectral_norm", "r2", "instance_noise"]}
+# every trick that gained in the add-one table (not set apart), largest gain first: none of them conflicts
+STACK = ["ttur", "spectral_norm", "r2", "minibatch_discrimination", "instance_noise"]
 BASE_MODES = {"ring8": 2.0, "grid25": 10.0, "stacked_mnist": 300.0}
 MODES_OF = {"ring8": 8, "grid25": 25, "stacked_mnist": 1000}
 # the catalogue narrowed (each trick costs the pipeline a Hydra compose per data set): the screened tricks above and
 # one of each kind the screen passes over (label readers, costly, a conflicting pair, refused on grid25, left out)
 CATALOGUE = sorted({t for gains in GAIN.values() for t in gains} | {"acgan", "conditional", "g_history",
                                                                     "experience_replay", "checkpoint_swap", "ema",
-                                                                    "large_batch", "consistency", "lecam"})
-PIPELINE_ORDER = ["curve", "screen/ring8", "add_one/ring8", "pacgan/ring8", "screen/grid25", "add_one/grid25",
-                  "pacgan/grid25", "stacked", "best_stack/ring8", "best_stack/grid25"]
+                                                                    "large_batch", "consistency", "lecam", "r1"})
+PIPELINE_ORDER = ["curve", "pacgan/ring8", "screen/grid25", "add_one/grid25", "pacgan/grid25", "stacked",
+                  "best_stack/grid25"]
 # the fake clock's step per waited-for train.py command: a stage's time is its commands'; small, so that the page's
 # times (in minutes) read 0 after two passes too and a second pass renders the same page
 SECONDS_PER_COMMAND = 0.5
@@ -438,6 +442,8 @@ def test_the_pipeline_runs_its_stages_in_order_on_its_own_choices_and_renders_wh
                 "stacked": pipeline.stacked_commands(results / "stacked")}
     stacks = {}
     for data in pipeline.PRESETS:
+        expected[f"pacgan/{data}"] = pipeline.pacgan_commands(data, results / "pacgan" / data)
+    for data in pipeline.TABLE_DATA:
         screen = stages[f"screen/{data}"]
         assert screen["kept"] == KEPT[data] and set(KEPT[data]) < set(screen["screened"])
         assert {t for t, e in screen["effects"].items() if abs(e) > 1e-9} == {
@@ -449,12 +455,10 @@ def test_the_pipeline_runs_its_stages_in_order_on_its_own_choices_and_renders_wh
         assert {r.seed for r in load_records(results / "best_stack" / data)} == set(range(5, 10))
         expected |= {f"screen/{data}": [pipeline.screen_command(data, screen["screened"], results / "screen" / data)],
                      f"add_one/{data}": pipeline.add_one_commands(data, tricks, results / "add_one" / data),
-                     f"pacgan/{data}": [pipeline.pacgan_command(data, results / "pacgan" / data)],
                      f"best_stack/{data}": pipeline.best_stack_commands(data, stacks[data],
                                                                         results / "best_stack" / data)}
         assert all("seed=5,6,7,8,9" in c for c in expected[f"best_stack/{data}"])
-    assert stacks == {"ring8": ["ttur", "spectral_norm", "r1", "minibatch_discrimination", "instance_noise"],
-                      "grid25": ["r2", "ttur"]}
+    assert stacks == {"grid25": STACK}
     assert "refused on this preset" in stages["screen/grid25"]["not_screened"]["checkpoint_swap"]
     for name in PIPELINE_ORDER:
         assert stages[name]["commands"] == [pipeline.shown(c, results) for c in expected[name]], name
@@ -467,7 +471,12 @@ def test_the_pipeline_runs_its_stages_in_order_on_its_own_choices_and_renders_wh
     assert list(archived.plan["stages"]) == PIPELINE_ORDER and table_script.render(archived) == text
     assert all(command in text for stage in stages.values() for command in stage["commands"])
     for data in pipeline.PRESETS:
-        assert list(rows_of([section(text, "## PacGAN's rows", data)])) == ["`GAN`", "`PacGAN2`", "`PacGAN4`"]
+        pacgan = rows_of([section(text, "## PacGAN's rows", data)])
+        assert list(pacgan) == ["`GAN`", "`PacGAN2`", "`PacGAN4`"]
+        assert pacgan["`GAN`"][0] == "10"  # seeds 0-4 and 10-14: add-one's baseline, or (ring8) the stage's own runs
+    assert {r.seed for r in load_records(results / "pacgan" / "ring8") if not r.tricks} == {*range(5), *range(10, 15)}
+    assert not any(r.tricks == [] for r in load_records(results / "pacgan" / "grid25"))
+    for data in pipeline.TABLE_DATA:
         screen = rows_of([section(text, "## Screening the 2-D tricks", f"Screen on {data}")])
         assert [t.strip("`") for t, cells in screen.items() if cells[-1] == "yes"] == KEPT[data]
         assert all(float(cells[0]) == pytest.approx(GAIN[data].get(t.strip("`"), 0.0)) for t, cells in screen.items())
@@ -478,7 +487,7 @@ def test_the_pipeline_runs_its_stages_in_order_on_its_own_choices_and_renders_wh
             "`PacGAN4`", f"`stack: {'+'.join(stacks[data])}`", "`baseline`"]
     stacked = list(rows_of([section(text, "## The modern regularisers on stacked MNIST")]))
     assert stacked[0] == "`baseline`" and sorted(stacked[1:]) == sorted(
-        ["`pac (m=2)`", "`r1`", "`r2`", "`diffaugment`", "`consistency`", "`lecam`"])
+        ["`pac (m=2)`", "`r1`", "`r2`", "`lecam`"])
     assert "to 25,000 iterations, evaluated every 1,000" in section(text, "## Learning curve")
 
 
@@ -517,12 +526,12 @@ def test_a_job_that_left_no_record_stops_the_pipeline_naming_its_stage_and_stops
         pipeline, monkeypatch, tmp_path):
     """A stage whose job left no result.json is refused as check_stage refuses it, before any later stage runs and
     before a page is written; the learning curve, still running, is terminated."""
-    fake = install_fake(pipeline, monkeypatch, leave_out="pacgan/grid25/3")
+    fake = install_fake(pipeline, monkeypatch, leave_out="pacgan/grid25/pac/3")
     folder = tmp_path / "results" / "pacgan" / "grid25"
     with pytest.raises(SystemExit, match=rf"stage pacgan/grid25 left 9 records in {re.escape(str(folder))} "
                                          r"\(0 unfinished\), not the 10"):
         run_pipeline(pipeline, tmp_path)
-    assert fake.calls[-1] == pipeline.pacgan_command("grid25", folder)  # no stage after it ran
+    assert fake.calls[-1] == pipeline.pacgan_commands("grid25", folder)[-1]  # no stage after it ran
     assert fake.background.terminated and not (tmp_path / "page" / "results.md").exists()
 
 
