@@ -190,7 +190,10 @@ class GANModule(pl.LightningModule):
 
     # what evaluation and checkpoint selection use (callbacks/evaluation.py EvaluatedModule)
     def generators(self) -> dict[str, nn.Module]:
-        return {"raw": self.G, "ema": self.ema_generator()}
+        m = self.cfg.metrics
+        names = ("raw", "ema") if m.generators == "both" else (m.primary,)
+        # the EMA G only when scored: standing batch-norm statistics cost forward passes
+        return {name: self.G if name == "raw" else self.ema_generator() for name in names}
 
     def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.hooks.eval_latent(z.to(self.device))

@@ -54,7 +54,8 @@ class EvaluatedModule(Protocol):
     loggers: list
 
     def generators(self) -> dict[str, nn.Module]:
-        """The nets evaluation scores: {"raw": G, "ema": the EMA G}."""
+        """The nets evaluation scores: {"raw": G, "ema": the EMA G}, or metrics.primary's only
+        (metrics.generators=primary)."""
 
     def eval_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Latent batch `z` on the training device, as the tricks set it for evaluation (truncation acts here)."""
@@ -196,13 +197,13 @@ class EvaluationCallback(pl.Callback):
             self.plot_interpolation(pl_module)
 
     def evaluate_repeats(self, pl_module: EvaluatedModule) -> dict:
-        """The final raw and EMA G scored on `repeats` latent sets of their own: result.json's eval_repeats."""
+        """The final scored G(s) on `repeats` latent sets of their own: result.json's eval_repeats."""
         seeds = [self.latent_sets.seed_of(REPEATS, k) for k in range(self.repeats)]
         scores = [self.score(pl_module, self.latent_sets.draw(seed))[1] for seed in seeds]
         if pl_module.global_rank != 0:
             return {}
         return {"latent_seeds": seeds, "periodic_latent_seed": self.latent_sets.seed,
-                **{net: [s[net] for s in scores] for net in ("raw", "ema")}}
+                **{net: [s[net] for s in scores] for net in scores[0]}}
 
     def plot_interpolation(self, pl_module: EvaluatedModule) -> Path:
         z = interpolation_grid(self.evaluator.z[:16].to(pl_module.device), self.interpolation)
