@@ -41,7 +41,7 @@ demo: setup  ## a real small ablation on ring8: baseline and three tricks added 
 		ablation.design=add_one ablation.seeds=3 trainer.max_steps=$(DEMO_STEPS) logger=csv hydra.sweep.dir=multirun/demo
 	$(PY) scripts/report.py multirun/demo
 
-results: setup  ## docs/results.md: screen, add-one, PacGAN rows, stacked MNIST regularisers, best stack, learning curve (127 min on 2 cores when last run)
+results: setup  ## docs/results.md: screen, add-one, PacGAN rows, stacked MNIST regularisers, best stack, learning curve (85 min on 2 cores when last run)
 	$(PY) scripts/make_results.py --dir $(RESULTS_DIR) --out docs/results.md
 
 report: setup  ## make report DIR=multirun/<date>/<time>

@@ -496,7 +496,7 @@ def test_the_pipeline_runs_its_stages_in_order_on_its_own_choices_and_renders_wh
             "`PacGAN4`", f"`stack: {'+'.join(stacks[data])}`", "`baseline`"]
     stacked = list(rows_of([section(text, "## The modern regularisers on stacked MNIST")]))
     assert stacked[0] == "`baseline`" and sorted(stacked[1:]) == sorted(
-        ["`pac (m=2)`", "`r1`", "`r2`", "`lecam`"])
+        ["`pac (m=2)`", "`r1`", "`r2`", "`diffaugment`", "`consistency`", "`lecam`"])
     assert "to 25,000 iterations, evaluated every 1,000" in section(text, "## Learning curve")
 
 
