@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_cfg
+from conftest import make_cfg, make_module
 from gan_ablate.config import ConfigError, validate
 from gan_ablate.run import train
 from gan_ablate.sweep.report import build_report
@@ -34,12 +34,29 @@ def test_primary_scores_that_g_only_with_the_numbers_of_a_run_scoring_both(runs,
     assert record["eval_repeats"][net] == both["eval_repeats"][net]
 
 
+@pytest.mark.parametrize("overrides, expected", [([], ("raw", "ema")),
+                                                  (["metrics.generators=primary"], ("raw",)),
+                                                  (["metrics.generators=primary", "metrics.primary=ema"], ("ema",))])
+def test_the_module_hands_evaluation_the_nets_asked_for_and_builds_the_ema_g_only_when_scored(overrides, expected,
+                                                                                              monkeypatch):
+    """The unit under the end-to-end tests above (which mutation testing, running the fast tests, does not run):
+    generators() names, and is, G and the EMA G's net; the EMA G (standing statistics cost forward passes) is asked
+    for only when it is scored."""
+    module = make_module(*overrides)
+    asked = []
+    ema_generator = module.ema_generator
+    monkeypatch.setattr(module, "ema_generator", lambda: asked.append(1) or ema_generator())
+    nets = module.generators()
+    assert tuple(nets) == expected
+    assert all(nets[n] is {"raw": module.G, "ema": module.G_ema.module}[n] for n in expected)
+    assert len(asked) == ("ema" in expected)
+
+
 @pytest.mark.slow
 def test_a_report_reads_runs_that_scored_one_g(runs, tmp_path):
     import shutil
 
-    for name in ("raw_only",):
-        shutil.copytree(runs[name][1], tmp_path / "0")
+    shutil.copytree(runs["raw_only"][1], tmp_path / "0")
     report = build_report(tmp_path, plots=False)
     titles = " ".join(t.title for t in report.tables)
     assert "raw" in titles and "ema" not in titles.replace("ema-", "")
